@@ -1,0 +1,85 @@
+//! Every manifest in `crds/tests/invalid/` is rejected on the field its header names, with the
+//! message it names. The same files go through `kubectl apply` in the end-to-end tests.
+//!
+//! Header format: `# field: spec.x.y` and `# message: text` (a substring of the error).
+
+use std::path::Path;
+
+use crate::support::{FieldError, Source, read_yaml_documents, repo_root, validate};
+
+/// Phrases of the API server's own structural errors. Locally those errors come from jsonschema
+/// with other words, so for them only the field is compared; a message outside this list is
+/// a CEL rule's, and must match exactly here too.
+const STRUCTURAL_PHRASES: &[&str] = &[
+    "Required value",
+    "Unsupported value",
+    "should be",
+    "must have at least",
+    "should match",
+    "unknown field",
+];
+
+/// The `# field:` and `# message:` header of an invalid manifest.
+pub struct Expectation {
+    pub field: String,
+    pub message: String,
+}
+
+impl Expectation {
+    pub fn read(path: &Path) -> Self {
+        let text = std::fs::read_to_string(path).expect("readable manifest");
+        let header = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
+                .unwrap_or_else(|| panic!("{}: no '# {key}:' header", path.display()))
+                .to_owned()
+        };
+        Self {
+            field: header("field"),
+            message: header("message"),
+        }
+    }
+
+    fn is_met_by(&self, errors: &[FieldError]) -> bool {
+        let structural = STRUCTURAL_PHRASES.iter().any(|p| self.message.contains(p));
+        errors.iter().any(|e| {
+            e.field == self.field
+                && if structural {
+                    true
+                } else {
+                    e.source == Source::Cel && e.message.contains(&self.message)
+                }
+        })
+    }
+}
+
+#[test]
+fn every_invalid_manifest_is_rejected_with_its_message() {
+    let dir = repo_root().join("crds/tests/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("crds/tests/invalid exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 25,
+        "at least 25 invalid manifests, found {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for path in &files {
+        let expected = Expectation::read(path);
+        let object = &read_yaml_documents(path)[0];
+        let errors = validate(object, None);
+        if !expected.is_met_by(&errors) {
+            failures.push(format!(
+                "{}: expected '{}' at {}, got {errors:#?}",
+                path.display(),
+                expected.message,
+                expected.field
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

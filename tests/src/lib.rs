@@ -1,0 +1,1 @@
+//! End-to-end tests of Attune; the cluster tests arrive with the harness.

@@ -1,0 +1,1 @@
+//! The Attune trainer: fine-tunes BERT-family text classifiers on candle (work in progress).
