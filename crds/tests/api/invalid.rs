@@ -14,7 +14,7 @@ const STRUCTURAL_PHRASES: &[&str] = &[
     "Required value",
     "Unsupported value",
     "should be",
-    "must have at least",
+    "should have at least",
     "should match",
     "unknown field",
 ];

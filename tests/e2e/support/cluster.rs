@@ -1,0 +1,192 @@
+//! The test cluster, found through `ATTUNE_KUBECONFIG` and driven with its own kubectl.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::crds::ensure_crds_installed;
+
+/// How long a test waits for the cluster to reach a state before it fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The cluster of this test run.
+#[derive(Debug)]
+pub struct Cluster {
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+    cache_dir: PathBuf,
+}
+
+/// The cluster with the CRDs of `crds/` installed and Established, or `None` (the test is
+/// skipped) when no cluster is configured outside CI.
+pub fn cluster_with_crds() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+    let cluster = CLUSTER.get_or_init(Cluster::from_env).as_ref()?;
+    ensure_crds_installed(cluster);
+    Some(cluster)
+}
+
+impl Cluster {
+    fn from_env() -> Option<Self> {
+        let Some(kubeconfig) = std::env::var_os("ATTUNE_KUBECONFIG").filter(|v| !v.is_empty())
+        else {
+            assert!(
+                !running_in_ci(),
+                "CI is set but ATTUNE_KUBECONFIG is not: CI must run the cluster tests \
+                 (tests/run brings the cluster up and sets it)"
+            );
+            // Straight to stderr, past the test harness's output capture, so that it shows.
+            let _ = writeln!(
+                std::io::stderr(),
+                "attune-e2e: skipped: no cluster (set ATTUNE_KUBECONFIG, see tests/cluster/README.md)"
+            );
+            return None;
+        };
+        let kubeconfig = PathBuf::from(kubeconfig);
+        Some(Self {
+            kubectl: kubectl_next_to(&kubeconfig),
+            kubeconfig,
+            cache_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kubectl-cache"),
+        })
+    }
+
+    /// Runs kubectl with `args`.
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// Runs kubectl with `args`, feeding `input` (a manifest for `-f -`) on stdin.
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Run {
+        let command = format!("kubectl {}", args.join(" "));
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .arg("--request-timeout=30s")
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.kubectl.display()));
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin
+                .write_all(input.as_bytes())
+                .unwrap_or_else(|e| panic!("`{command}`: writing stdin: {e}"));
+        }
+        let output = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("`{command}`: {e}"));
+        Run {
+            command,
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `kubectl get <target> -o json`, parsed; `None` while the object does not exist.
+    pub fn get_json(&self, target: &[&str]) -> Option<Value> {
+        let run = self.kubectl(&[&["get", "-o", "json"], target].concat());
+        run.success.then(|| {
+            serde_json::from_str(&run.stdout)
+                .unwrap_or_else(|e| panic!("`{}`: bad JSON ({e})", run.command))
+        })
+    }
+
+    /// Polls `kubectl get <target>` until `done` holds for the object (within [`WAIT`]), and
+    /// returns it; fails the test with `what` and the last state seen otherwise.
+    pub fn wait_for(&self, target: &[&str], what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let object = self.get_json(target);
+            match object {
+                Some(object) if done(&object) => return object,
+                _ if Instant::now() > deadline => panic!(
+                    "timed out after {WAIT:?} waiting for {what}; last `kubectl get {}`:\n{}",
+                    target.join(" "),
+                    object.map_or_else(|| "(not found)".to_owned(), |o| pretty(&o))
+                ),
+                _ => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+}
+
+/// The outcome of one kubectl command.
+#[derive(Debug)]
+pub struct Run {
+    command: String,
+    success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The stdout of a command that had to succeed; fails the test with its stderr otherwise.
+    pub fn expect_success(self) -> String {
+        assert!(self.success, "`{}` failed:\n{}", self.command, self.stderr);
+        self.stdout
+    }
+
+    /// The stderr of a command that had to fail; fails the test with its stdout otherwise.
+    pub fn expect_failure(self) -> String {
+        assert!(
+            !self.success,
+            "`{}` succeeded but should have failed; stdout:\n{}",
+            self.command, self.stdout
+        );
+        self.stderr
+    }
+
+    /// `Ok(stdout)`, or `Err` with the command and its stderr.
+    pub fn into_result(self) -> Result<String, String> {
+        if self.success {
+            Ok(self.stdout)
+        } else {
+            Err(format!("`{}` failed:\n{}", self.command, self.stderr))
+        }
+    }
+}
+
+/// Pretty JSON for failure messages.
+pub fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+fn running_in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// `ATTUNE_KUBECTL`, else the `ATTUNE_KUBECTL=` line of the `cluster.env` that `tests/cluster/up`
+/// writes next to the kubeconfig.
+fn kubectl_next_to(kubeconfig: &Path) -> PathBuf {
+    if let Some(kubectl) = std::env::var_os("ATTUNE_KUBECTL").filter(|v| !v.is_empty()) {
+        return kubectl.into();
+    }
+    let env_file = kubeconfig.with_file_name("cluster.env");
+    let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| {
+        panic!(
+            "ATTUNE_KUBECTL is unset and {} is unreadable ({e}); set ATTUNE_KUBECTL",
+            env_file.display()
+        )
+    });
+    text.lines()
+        .find_map(|line| line.strip_prefix("ATTUNE_KUBECTL="))
+        .map(|value| PathBuf::from(value.trim().trim_matches('"')))
+        .unwrap_or_else(|| {
+            panic!(
+                "ATTUNE_KUBECTL is unset and {} does not set it",
+                env_file.display()
+            )
+        })
+}

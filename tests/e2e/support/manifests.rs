@@ -1,0 +1,50 @@
+//! Reading the repository's YAML manifests and building small ones.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `*.yaml` files directly in `dir`, sorted.
+pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every non-empty YAML document of a file, as JSON.
+pub fn read_yaml_documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| {
+            Value::deserialize(document).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .filter(|value| !value.is_null())
+        .collect()
+}
+
+/// The single object of `examples/<file>`.
+pub fn example(file: &str) -> Value {
+    let mut documents = read_yaml_documents(&repo_root().join("examples").join(file));
+    assert_eq!(documents.len(), 1, "examples/{file} holds one object");
+    documents.swap_remove(0)
+}
+
+/// A Pod named `name` with `spec`. Nodes are simulated or run commands locally, so images are
+/// never pulled.
+pub fn pod(name: &str, spec: Value) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name }, "spec": spec })
+}

@@ -1,1 +1,0 @@
-//! End-to-end tests of Attune; the cluster tests arrive with the harness.
