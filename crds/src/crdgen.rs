@@ -20,7 +20,11 @@ impl GeneratedCrd {
     fn of<K: CustomResourceExt>() -> Self {
         let mut crd = K::crd();
         for version in &mut crd.spec.versions {
-            if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
                 kubernetes_integer_formats(schema);
             }
         }
@@ -57,10 +61,15 @@ fn kubernetes_integer_formats(schema: &mut JSONSchemaProps) {
             JSONSchemaPropsOrArray::Schema(s) => Some(s.as_mut()),
             JSONSchemaPropsOrArray::Schemas(_) => None,
         }))
-        .chain(schema.additional_properties.iter_mut().filter_map(|a| match a {
-            JSONSchemaPropsOrBool::Schema(s) => Some(s.as_mut()),
-            JSONSchemaPropsOrBool::Bool(_) => None,
-        }));
+        .chain(
+            schema
+                .additional_properties
+                .iter_mut()
+                .filter_map(|a| match a {
+                    JSONSchemaPropsOrBool::Schema(s) => Some(s.as_mut()),
+                    JSONSchemaPropsOrBool::Bool(_) => None,
+                }),
+        );
     for child in children {
         kubernetes_integer_formats(child);
     }
