@@ -1,0 +1,325 @@
+//! `attune-trainer`: the command line. Exit codes are documented in trainer/README.md and
+//! mapped in [`exit_code`].
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use attune_trainer::config::{JobConfig, ModelSource, TrainConfig};
+use attune_trainer::data::DataConfig;
+use attune_trainer::hub;
+use attune_trainer::predict::Predictor;
+use attune_trainer::train::{Outcome, Progress, RunOptions, run};
+use clap::{Args, Parser, Subcommand};
+
+// glibc returns large freed buffers to the OS after every op (page faults were ~15 % of CPU
+// time in the prototype); mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit code: training stopped by SIGTERM after writing a checkpoint; rerun to resume.
+const EXIT_PREEMPTED: u8 = 75;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "attune-trainer",
+    version,
+    about = "Fine-tune BERT-family text classifiers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Download a model revision into the HuggingFace cache (needs network unless --offline).
+    Fetch(FetchArgs),
+    /// Fine-tune a classifier; resumes from the newest valid checkpoint.
+    Train(Box<TrainArgs>),
+    /// Export a checkpoint as a transformers-loadable folder.
+    Export(ExportArgs),
+    /// Classify texts (one per line) with an exported model.
+    Predict(PredictArgs),
+}
+
+#[derive(Args, Debug)]
+struct FetchArgs {
+    /// Model id, org/name.
+    model: String,
+    #[arg(long, default_value = "main")]
+    revision: String,
+    /// Cache folder (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Never use the network: only verify the cached snapshot.
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
+    offline: bool,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Job configuration file (JSON or YAML); flags override its values.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Base model: HF id (resolved in the cache) or a local folder.
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    revision: Option<String>,
+    #[arg(long)]
+    train_file: Option<PathBuf>,
+    #[arg(long)]
+    validation_file: Option<PathBuf>,
+    #[arg(long)]
+    text_field: Option<String>,
+    #[arg(long)]
+    text_pair_field: Option<String>,
+    #[arg(long)]
+    label_field: Option<String>,
+    /// Fixed label list, comma-separated (default: discovered, sorted).
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Export goes to <output-dir>/model, checkpoints to <output-dir>/checkpoints.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<u64>,
+    #[arg(long)]
+    max_steps: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    gradient_accumulation: Option<usize>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    eval_every: Option<u64>,
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Turn dropout off (deterministic comparison with PyTorch in eval mode).
+    #[arg(long)]
+    no_dropout: bool,
+    /// HF cache folder to resolve the model in (read only).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Write each training batch as a JSON line (input_ids, token_type_ids, attention_mask, labels).
+    #[arg(long)]
+    dump_batches: Option<PathBuf>,
+    /// Export the initialised model (step 0, with head) to this folder before training.
+    #[arg(long)]
+    export_init: Option<PathBuf>,
+    /// Act as if SIGTERM arrived after this step (drills and tests).
+    #[arg(long, hide = true)]
+    stop_after_step: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// A checkpoint folder (step-*) or a checkpoint root (newest valid is used).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    /// Export folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Input file, one text per line (default: stdin).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Also write {"logits": [[...], ...]} in input order to this file.
+    #[arg(long)]
+    logits_json: Option<PathBuf>,
+    #[arg(long, default_value_t = 512)]
+    max_length: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
+fn job_from_args(a: &TrainArgs) -> anyhow::Result<JobConfig> {
+    let mut job = match &a.config {
+        Some(p) => JobConfig::from_file(p)?,
+        None => JobConfig {
+            model: ModelSource {
+                id: a
+                    .model
+                    .clone()
+                    .context("--model (or --config) is required")?,
+                revision: "main".into(),
+            },
+            data: DataConfig::new(
+                a.train_file
+                    .clone()
+                    .context("--train-file (or --config) is required")?,
+            ),
+            training: TrainConfig::default(),
+            output_dir: a
+                .output_dir
+                .clone()
+                .context("--output-dir (or --config) is required")?,
+            checkpoint_dir: None,
+        },
+    };
+    macro_rules! set {
+        ($src:expr, $dst:expr) => {
+            if let Some(v) = $src.clone() {
+                $dst = v.into();
+            }
+        };
+    }
+    set!(a.model, job.model.id);
+    set!(a.revision, job.model.revision);
+    set!(a.train_file, job.data.train_file);
+    if a.validation_file.is_some() {
+        job.data.validation_file = a.validation_file.clone();
+    }
+    set!(a.text_field, job.data.text_field);
+    if a.text_pair_field.is_some() {
+        job.data.text_pair_field = a.text_pair_field.clone();
+    }
+    set!(a.label_field, job.data.label_field);
+    if a.labels.is_some() {
+        job.data.labels = a.labels.clone();
+    }
+    set!(a.max_length, job.data.max_length);
+    set!(a.output_dir, job.output_dir);
+    if a.checkpoint_dir.is_some() {
+        job.checkpoint_dir = a.checkpoint_dir.clone();
+    }
+    let t = &mut job.training;
+    set!(a.epochs, t.epochs);
+    if a.max_steps.is_some() {
+        t.max_steps = a.max_steps;
+    }
+    set!(a.batch_size, t.batch_size);
+    set!(a.gradient_accumulation, t.gradient_accumulation);
+    set!(a.learning_rate, t.learning_rate);
+    set!(a.weight_decay, t.weight_decay);
+    if a.warmup_steps.is_some() {
+        t.warmup_steps = a.warmup_steps;
+    }
+    set!(a.max_grad_norm, t.max_grad_norm);
+    set!(a.seed, t.seed);
+    set!(a.eval_every, t.eval_every);
+    set!(a.checkpoint_every, t.checkpoint_every);
+    if a.no_dropout {
+        t.dropout = false;
+    }
+    Ok(job)
+}
+
+fn train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let job = job_from_args(a)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+        .context("installing the SIGTERM handler")?;
+    let mut opts = RunOptions::new(job);
+    if let Some(c) = &a.cache {
+        opts.cache = c.clone();
+    }
+    opts.stop = stop;
+    opts.stop_after_step = a.stop_after_step;
+    opts.dump_batches = a.dump_batches.clone();
+    opts.export_init = a.export_init.clone();
+    let mut progress = Progress::stdout();
+    match run(&opts, &mut progress)? {
+        Outcome::Finished { .. } => Ok(ExitCode::SUCCESS),
+        Outcome::Preempted { checkpoint, .. } => {
+            tracing::warn!(checkpoint = %checkpoint.display(), "preempted; checkpoint saved");
+            Ok(ExitCode::from(EXIT_PREEMPTED))
+        }
+    }
+}
+
+fn predict(a: &PredictArgs) -> anyhow::Result<ExitCode> {
+    let predictor = Predictor::load(&a.model, a.max_length, &candle_core::Device::Cpu)?;
+    let texts: Vec<String> = match &a.input {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .lines()
+            .map(String::from)
+            .collect(),
+        None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
+    };
+    let texts: Vec<String> = texts.into_iter().filter(|t| !t.trim().is_empty()).collect();
+    let logits = predictor.logits(&texts, a.batch_size)?;
+    if let Some(p) = &a.logits_json {
+        let json = serde_json::json!({ "logits": logits });
+        std::fs::write(p, serde_json::to_vec(&json)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    for pred in predictor.top(&logits)? {
+        writeln!(out, "{}\t{:.6}", pred.label, pred.score)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Maps an error to the documented exit code.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use attune_trainer::Error as E;
+    match e.downcast_ref::<E>() {
+        Some(E::Config(_)) => 3,
+        Some(E::Data(_)) => 4,
+        Some(E::Model(_) | E::Hub(_) | E::Tokenizer(_)) => 5,
+        _ => 1,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match &cli.command {
+        Command::Fetch(a) => (|| -> anyhow::Result<ExitCode> {
+            let cache = a.cache.clone().unwrap_or_else(hub::cache_dir);
+            let r = hub::fetch(&hub::FetchOptions {
+                id: a.model.clone(),
+                revision: a.revision.clone(),
+                cache,
+                offline: a.offline,
+            })?;
+            println!("{}", r.dir.display());
+            Ok(ExitCode::SUCCESS)
+        })(),
+        Command::Train(a) => train(a),
+        Command::Export(a) => (|| -> anyhow::Result<ExitCode> {
+            let out = attune_trainer::export::export_checkpoint(&a.checkpoint, &a.output)?;
+            println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
+        })(),
+        Command::Predict(a) => predict(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

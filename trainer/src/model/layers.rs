@@ -1,0 +1,122 @@
+//! Differentiable building blocks.
+//!
+//! candle's fused `LayerNorm` and `softmax_last_dim` have no backward pass, so a model built from
+//! them trains nothing, silently. Everything here is composed of primitive ops that carry
+//! gradients; the softmax subtracts a *detached* max, which leaves the value and the gradient
+//! unchanged (softmax is shift-invariant) but saves a backward branch.
+
+use candle_core::{D, DType, Tensor};
+
+use crate::error::Result;
+use crate::rng::TrainRng;
+
+/// `x · wᵀ + b` over the last dimension, any number of leading dimensions.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (last, lead) = dims
+        .split_last()
+        .ok_or_else(|| crate::error::Error::Model("linear: input has no dimensions".into()))?;
+    let rows: usize = lead.iter().product();
+    let out_features = w.dim(0)?;
+    let y = x
+        .reshape((rows, *last))?
+        .matmul(&w.t()?)?
+        .broadcast_add(b)?;
+    let mut out_dims = lead.to_vec();
+    out_dims.push(out_features);
+    Ok(y.reshape(out_dims)?)
+}
+
+/// LayerNorm as in PyTorch: biased variance, eps inside the square root. Fused on CPU
+/// (`fused::LayerNorm`, with its own backward), composed elsewhere.
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let x = x.contiguous()?;
+        return Ok(x.apply_op3(gamma, beta, super::fused::LayerNorm { eps })?);
+    }
+    layer_norm_composed(x, gamma, beta, eps)
+}
+
+/// LayerNorm from primitive ops (any device).
+pub fn layer_norm_composed(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    let n = x.dim(D::Minus1)? as f64;
+    let mean = (x.sum_keepdim(D::Minus1)? / n)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = (centred.sqr()?.sum_keepdim(D::Minus1)? / n)?;
+    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(gamma)?.broadcast_add(beta)?)
+}
+
+/// Softmax over the last dimension. Fused on CPU (`fused::SoftmaxLast`, with its own backward),
+/// composed elsewhere.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return Ok(x.contiguous()?.apply_op1(super::fused::SoftmaxLast)?);
+    }
+    softmax_last_composed(x)
+}
+
+/// Softmax from primitive ops (any device).
+pub fn softmax_last_composed(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&sum)?)
+}
+
+/// Log-softmax over the last dimension.
+pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// Mean cross-entropy of `logits` (batch, classes) against class indices, as
+/// `torch.nn.CrossEntropyLoss()`.
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let batch = logits.dim(0)? as f64;
+    let lp = log_softmax_last(logits)?;
+    let picked = lp.gather(&labels.unsqueeze(1)?, 1)?;
+    Ok((picked.sum_all()? / -batch)?)
+}
+
+/// Inverted dropout with a mask drawn from our seeded generator (candle's CPU RNG cannot be
+/// seeded). `rng == None` means evaluation mode: the identity.
+pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut TrainRng>) -> Result<Tensor> {
+    let Some(rng) = rng else {
+        return Ok(x.clone());
+    };
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let scale = 1.0 / (1.0 - p);
+    // Compare raw 32-bit draws against a threshold: one integer compare per element.
+    let threshold = (f64::from(p) * f64::from(u32::MAX)) as u32;
+    let n = x.elem_count();
+    let mask: Vec<f32> = (0..n)
+        .map(|_| {
+            if rng.next_u32() > threshold {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    Ok((x * mask)?)
+}
+
+/// Additive attention bias (batch, 1, 1, seq): 0 for real tokens, the most negative f32 for
+/// padding, as transformers builds it.
+pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    let m = mask.to_dtype(dtype)?;
+    let bias = ((m - 1.0)? * f64::from(f32::MAX))?;
+    Ok(bias.reshape((b, 1, 1, s))?)
+}
+
+/// GELU with the exact erf form (`hidden_act: gelu` in transformers).
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.gelu_erf()?)
+}

@@ -1,0 +1,135 @@
+//! BERT-family sequence classifiers with trainable HuggingFace-named weights.
+//!
+//! The model is data, not a struct tree: a name → tensor map plus a config. Training uses the
+//! variables themselves; evaluation uses [`Classifier::detached`] copies that share storage (so
+//! they see every optimizer update) but build no autograd graph.
+
+pub mod config;
+pub mod encoder;
+pub mod fused;
+pub mod layers;
+pub mod params;
+pub mod weights;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+pub use config::{Family, ModelConfig};
+pub use encoder::{Inputs, WeightMap};
+pub use params::ParamSpec;
+pub use weights::Params;
+
+use crate::data::Batch;
+use crate::error::Result;
+use crate::rng::TrainRng;
+
+/// A classifier: config + parameters.
+#[derive(Debug)]
+pub struct Classifier {
+    pub config: ModelConfig,
+    pub params: Params,
+    pub num_labels: usize,
+    pub device: Device,
+}
+
+impl Classifier {
+    /// Loads the encoder (and head, if present and sized for `num_labels`) from a HuggingFace
+    /// model folder (`config.json` + `model.safetensors`); missing weights are initialised from
+    /// `rng`.
+    pub fn from_dir(
+        dir: &Path,
+        num_labels: usize,
+        rng: &mut TrainRng,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let path = dir.join("model.safetensors");
+        if !path.exists() {
+            return Err(crate::error::Error::Model(format!(
+                "{} not found (only safetensors checkpoints are supported)",
+                path.display()
+            )));
+        }
+        let source = weights::read_safetensors(&path, device)?;
+        Self::from_source(config, num_labels, &source, rng, device)
+    }
+
+    /// Builds from an in-memory name → tensor map (tests, checkpoints).
+    pub fn from_source(
+        config: ModelConfig,
+        num_labels: usize,
+        source: &std::collections::HashMap<String, Tensor>,
+        rng: &mut TrainRng,
+        device: &Device,
+    ) -> Result<Self> {
+        let params = weights::build_params(&config, num_labels, source, rng, device)?;
+        Ok(Self {
+            config,
+            params,
+            num_labels,
+            device: device.clone(),
+        })
+    }
+
+    /// The weights as tracked variables (for training).
+    pub fn weights(&self) -> Result<WeightMap> {
+        self.params.tensors()
+    }
+
+    /// Detached views of the weights, sharing storage: forward passes on them record no graph.
+    pub fn detached(&self) -> Result<WeightMap> {
+        Ok(self
+            .params
+            .tensors()?
+            .into_iter()
+            .map(|(k, t)| (k, t.detach()))
+            .collect())
+    }
+
+    /// Turns a padded host batch into input tensors (position ids per family).
+    pub fn inputs(&self, batch: &Batch) -> Result<Inputs> {
+        let shape = (batch.size, batch.seq_len);
+        let positions: Vec<u32> = match self.config.family {
+            Family::Roberta => {
+                // transformers' create_position_ids_from_input_ids: padding_idx + cumsum(mask).
+                let pad = self.config.pad_token_id;
+                let mut out = Vec::with_capacity(batch.input_ids.len());
+                for row in batch.attention_mask.chunks(batch.seq_len) {
+                    let mut n = 0u32;
+                    for &m in row {
+                        n += m;
+                        out.push(if m == 1 { pad + n } else { pad });
+                    }
+                }
+                out
+            }
+            _ => (0..batch.size)
+                .flat_map(|_| 0..batch.seq_len as u32)
+                .collect(),
+        };
+        let d = &self.device;
+        Ok(Inputs {
+            input_ids: Tensor::from_slice(&batch.input_ids, shape, d)?,
+            token_type_ids: Tensor::from_slice(&batch.token_type_ids, shape, d)?,
+            position_ids: Tensor::from_vec(positions, shape, d)?,
+            attention_mask: Tensor::from_slice(&batch.attention_mask, shape, d)?,
+        })
+    }
+
+    /// Logits (batch, num_labels). `rng` = `Some` turns dropout on (training mode).
+    pub fn forward(
+        &self,
+        weights: &WeightMap,
+        inputs: &Inputs,
+        mut rng: Option<&mut TrainRng>,
+    ) -> Result<Tensor> {
+        let hidden = encoder::encode(&self.config, weights, inputs, rng.as_deref_mut())?;
+        encoder::classify(&self.config, weights, &hidden, rng)
+    }
+
+    /// Encoder output only (for comparing with transformers' `last_hidden_state`).
+    pub fn hidden_states(&self, weights: &WeightMap, inputs: &Inputs) -> Result<Tensor> {
+        encoder::encode(&self.config, weights, inputs, None)
+    }
+}

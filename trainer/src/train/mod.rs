@@ -1,0 +1,12 @@
+//! Training: optimizer, schedule, metrics, progress and the loop that ties them together.
+
+pub mod eval;
+pub mod metrics;
+pub mod optimizer;
+pub mod progress;
+pub mod runner;
+pub mod schedule;
+
+pub use metrics::EvalMetrics;
+pub use progress::{Event, Progress};
+pub use runner::{Outcome, RunOptions, run};

@@ -1,0 +1,237 @@
+//! Model tests: gradients reach every parameter, autograd agrees with finite differences,
+//! prefix-less checkpoints load, dropout only in training mode.
+
+use std::collections::HashMap;
+
+use attune_trainer::data::Batch;
+use attune_trainer::model::{Classifier, ModelConfig, WeightMap, layers::cross_entropy};
+use attune_trainer::rng::TrainRng;
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::common::{random_encoder, tiny_config};
+
+fn tiny(family: &str, std: f64) -> Classifier {
+    let config = tiny_config(family, std);
+    let source = random_encoder(&config, 3, true);
+    let cfg = ModelConfig::from_value(&config).unwrap();
+    let mut rng = TrainRng::new(1, 1);
+    Classifier::from_source(cfg, 3, &source, &mut rng, &Device::Cpu).unwrap()
+}
+
+fn batch(pad: u32) -> Batch {
+    // Two rows, the second padded.
+    let ids = vec![2, 4, 5, 15, 9, 3, 2, 10, 3, pad, pad, pad];
+    Batch {
+        size: 2,
+        seq_len: 6,
+        input_ids: ids,
+        token_type_ids: vec![0; 12],
+        attention_mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+        labels: vec![2, 0],
+    }
+}
+
+fn loss(model: &Classifier, weights: &WeightMap, rng: Option<&mut TrainRng>) -> Tensor {
+    let b = batch(model.config.pad_token_id);
+    let inputs = model.inputs(&b).unwrap();
+    let logits = model.forward(weights, &inputs, rng).unwrap();
+    let labels = Tensor::from_slice(&b.labels, 2, &Device::Cpu).unwrap();
+    cross_entropy(&logits, &labels).unwrap()
+}
+
+#[test]
+fn every_variable_gets_a_nonzero_gradient() {
+    for family in ["bert", "roberta", "distilbert"] {
+        let model = tiny(family, 0.2);
+        let weights = model.weights().unwrap();
+        let mut rng = TrainRng::new(9, 9);
+        let l = loss(&model, &weights, Some(&mut rng));
+        let grads = l.backward().unwrap();
+        let vars = model.params.vars().unwrap();
+        assert!(vars.len() > 30, "{family}: only {} vars", vars.len());
+        for (spec, var) in model.params.specs.iter().zip(&vars) {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{family}: no gradient for {}", spec.name));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm > 0.0, "{family}: zero gradient for {}", spec.name);
+        }
+    }
+}
+
+/// Autograd's directional derivative along a random direction over *all* parameters equals the
+/// central finite difference, in f64.
+#[test]
+fn finite_differences_agree_with_autograd() {
+    for family in ["bert", "roberta", "distilbert"] {
+        let model = tiny(family, 0.3);
+        let vars: HashMap<String, Var> = model
+            .weights()
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| {
+                (
+                    k,
+                    Var::from_tensor(&t.to_dtype(DType::F64).unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        let weights: WeightMap = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let l = loss(&model, &weights, None);
+        let grads = l.backward().unwrap();
+        let mut rng = TrainRng::new(4, 4);
+        let mut analytic = 0f64;
+        let mut dirs = HashMap::new();
+        for (k, v) in &vars {
+            let d: Vec<f64> = (0..v.elem_count())
+                .map(|_| f64::from(rng.normal()))
+                .collect();
+            let d = Tensor::from_vec(d, v.shape(), &Device::Cpu).unwrap();
+            let g = grads.get(v.as_tensor()).unwrap();
+            analytic += (g * &d)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            dirs.insert(k.clone(), d);
+        }
+        let h = 1e-6;
+        let shifted = |sign: f64| -> f64 {
+            let w: WeightMap = vars
+                .iter()
+                .map(|(k, v)| {
+                    let t = (v.as_tensor().detach() + (&dirs[k] * (sign * h)).unwrap()).unwrap();
+                    (k.clone(), t)
+                })
+                .collect();
+            loss(&model, &w, None).to_scalar::<f64>().unwrap()
+        };
+        let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
+        let rel = (numeric - analytic).abs() / analytic.abs().max(1e-8);
+        assert!(
+            rel < 1e-5,
+            "{family}: numeric {numeric} vs autograd {analytic} (rel {rel})"
+        );
+    }
+}
+
+#[test]
+fn prefixless_checkpoint_loads_and_head_is_initialised() {
+    let config = tiny_config("bert", 0.02);
+    let source = random_encoder(&config, 5, false);
+    assert!(source.contains_key("embeddings.word_embeddings.weight"));
+    let cfg = ModelConfig::from_value(&config).unwrap();
+    let mut rng = TrainRng::new(1, 1);
+    let model = Classifier::from_source(cfg, 4, &source, &mut rng, &Device::Cpu).unwrap();
+    let mut init = model.params.initialised.clone();
+    init.sort();
+    // The pooler is in the file (as in all-MiniLM-L6-v2); only the classifier is new.
+    assert_eq!(init, vec!["classifier.bias", "classifier.weight"]);
+    let w = model.weights().unwrap();
+    let loaded = w["bert.encoder.layer.1.output.dense.weight"]
+        .to_vec2::<f32>()
+        .unwrap();
+    let file = source["encoder.layer.1.output.dense.weight"]
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(loaded, file);
+    let bias = w["classifier.bias"].to_vec1::<f32>().unwrap();
+    assert_eq!(bias, vec![0.0; 4]);
+    assert_eq!(w["classifier.weight"].dims(), &[4, 16]);
+}
+
+#[test]
+fn dropout_only_in_training_mode() {
+    let model = tiny("bert", 0.2);
+    let w = model.detached().unwrap();
+    let eval1 = loss(&model, &w, None).to_scalar::<f32>().unwrap();
+    let eval2 = loss(&model, &w, None).to_scalar::<f32>().unwrap();
+    assert_eq!(eval1, eval2);
+    let mut rng = TrainRng::new(1, 2);
+    let t1 = loss(&model, &w, Some(&mut rng)).to_scalar::<f32>().unwrap();
+    let t2 = loss(&model, &w, Some(&mut rng)).to_scalar::<f32>().unwrap();
+    assert_ne!(t1, t2);
+    assert_ne!(t1, eval1);
+}
+
+#[test]
+fn padding_does_not_change_logits() {
+    let model = tiny("bert", 0.2);
+    let w = model.detached().unwrap();
+    let b = batch(0);
+    let logits = model
+        .forward(&w, &model.inputs(&b).unwrap(), None)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let single = Batch {
+        size: 1,
+        seq_len: 3,
+        input_ids: vec![2, 10, 3],
+        token_type_ids: vec![0; 3],
+        attention_mask: vec![1; 3],
+        labels: vec![0],
+    };
+    let alone = model
+        .forward(&w, &model.inputs(&single).unwrap(), None)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for (a, b) in logits[1].iter().zip(&alone[0]) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn fused_kernels_match_composed_ops() {
+    use attune_trainer::model::layers::{
+        layer_norm, layer_norm_composed, softmax_last, softmax_last_composed,
+    };
+    let mut rng = TrainRng::new(8, 8);
+    let data: Vec<f32> = (0..4 * 5 * 24).map(|_| rng.normal() * 3.0).collect();
+    let x = Tensor::from_vec(data, (4, 5, 24), &Device::Cpu).unwrap();
+    let g = Tensor::from_vec(
+        (0..24).map(|_| rng.normal()).collect::<Vec<f32>>(),
+        24,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let b = Tensor::from_vec(
+        (0..24).map(|_| rng.normal()).collect::<Vec<f32>>(),
+        24,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let diff = |a: Tensor, c: Tensor| -> f32 {
+        (a - c)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert!(
+        diff(
+            softmax_last(&x).unwrap(),
+            softmax_last_composed(&x).unwrap()
+        ) < 1e-6
+    );
+    assert!(
+        diff(
+            layer_norm(&x, &g, &b, 1e-12).unwrap(),
+            layer_norm_composed(&x, &g, &b, 1e-12).unwrap()
+        ) < 1e-5
+    );
+}
