@@ -10,19 +10,11 @@ use std::path::{Path, PathBuf};
 use super::cache::{ResolvedModel, repo_folder, resolve};
 use crate::digest::sha256_file;
 use crate::error::{Error, Result};
+use crate::export::TOKENIZER_FILES;
 
-/// Files a classifier needs; weights only as safetensors.
-const PATTERNS: &[&str] = &[
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "sentencepiece.bpe.model",
-];
+/// Files a classifier needs besides the tokenizer's (the same list the export copies); weights
+/// only as safetensors.
+const MODEL_FILES: &[&str] = &["config.json", "model.safetensors"];
 
 /// What to fetch.
 #[derive(Debug, Clone)]
@@ -61,7 +53,13 @@ pub fn fetch(opts: &FetchOptions) -> Result<ResolvedModel> {
             .model(owner, name)
             .snapshot_download()
             .revision(opts.revision.clone())
-            .allow_patterns(PATTERNS.iter().map(|s| (*s).to_string()).collect())
+            .allow_patterns(
+                MODEL_FILES
+                    .iter()
+                    .chain(TOKENIZER_FILES)
+                    .map(|s| (*s).to_string())
+                    .collect(),
+            )
             .send()
             .map_err(|e| Error::Hub(format!("{}@{}: {e}", opts.id, opts.revision)))?;
     }
