@@ -1,13 +1,23 @@
 //! Binary tests: the documented exit codes, JSON progress on stdout, `--config` files, predict
 //! output, and training from a HuggingFace cache by model id.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::common::workspace;
 use crate::hub::lay_out_cache;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_attune-trainer"))
+}
+
+/// Asserts the trainer exited with `code`, showing its stderr when it did not.
+fn expect_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -36,12 +46,7 @@ fn train_predict_export_and_exit_codes() {
         .args(["--stop-after-step", "3"])
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(75),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_exit(&o, 75);
 
     // Resume to the end, finding the cache through HF_HOME (<HF_HOME>/hub) this time.
     let o = bin()
@@ -51,12 +56,7 @@ fn train_predict_export_and_exit_codes() {
         .env("HF_HOME", ws.tmp.path())
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_exit(&o, 0);
     let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
         .unwrap()
         .lines()
@@ -81,12 +81,7 @@ fn train_predict_export_and_exit_codes() {
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_exit(&o, 0);
     assert!(
         String::from_utf8_lossy(&o.stdout)
             .trim()
@@ -106,12 +101,7 @@ fn train_predict_export_and_exit_codes() {
         .arg(&logits)
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_exit(&o, 0);
     let stdout = String::from_utf8(o.stdout).unwrap();
     let rows: Vec<&str> = stdout.lines().collect();
     assert_eq!(rows.len(), 2);
@@ -131,12 +121,7 @@ fn train_predict_export_and_exit_codes() {
         .arg(ws.tmp.path().join("exp"))
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_exit(&o, 0);
 
     // Bad data: exit 4 naming file and line.
     let bad = ws.tmp.path().join("bad.jsonl");
