@@ -13,6 +13,10 @@ use attune_trainer::rng::TrainRng;
 use attune_trainer::train::optimizer::{AdamW, AdamWConfig};
 use candle_core::{Device, Tensor};
 
+// The same allocator as the attune-trainer binary, so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn batch(size: usize, seq: usize, vocab: usize, rng: &mut TrainRng) -> Batch {
     let n = size * seq;
     let mut input_ids: Vec<u32> = (0..n).map(|_| 5 + rng.below(vocab - 5) as u32).collect();
@@ -73,6 +77,7 @@ fn bench(name: &str, model: &Classifier, size: usize, seq: usize, steps: usize) 
 }
 
 fn main() {
+    attune_trainer::alloc::tune();
     let config = serde_json::json!({
         "model_type": "bert", "vocab_size": 1000, "hidden_size": 16, "num_hidden_layers": 2,
         "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 128,
@@ -89,7 +94,7 @@ fn main() {
             attune_trainer::hub::resolve("sentence-transformers/all-MiniLM-L6-v2", "main", &cache)
                 .unwrap();
         let model = Classifier::from_dir(&r.dir, 5, &mut rng, &Device::Cpu).unwrap();
-        bench("all-MiniLM-L6-v2 (16x128)", &model, 16, 128, 5);
+        bench("all-MiniLM-L6-v2 (16x128)", &model, 16, 128, 10);
     } else {
         println!("ATTUNE_ASSETS not set: skipping the all-MiniLM-L6-v2 benchmark");
     }

@@ -6,6 +6,7 @@
 //! labels, tokenization, batching), `train` (AdamW, schedule, loop, progress), `checkpoint`,
 //! `export`, `predict`, `hub` (cache + fetch), `config` (the job file).
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -192,46 +192,127 @@ fn padding_does_not_change_logits() {
     }
 }
 
+/// Max |a − b| over all elements.
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+fn random_var(rng: &mut TrainRng, shape: &[usize], scale: f32) -> Var {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.normal() * scale).collect();
+    Var::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+/// Forward values and the gradients of a weighted sum (so every output position gets a
+/// different upstream gradient) for one op on `inputs`.
+fn value_and_grads(
+    inputs: &[&Var],
+    weights: &Tensor,
+    op: impl Fn(&[&Tensor]) -> Tensor,
+) -> (Tensor, Vec<Option<Tensor>>) {
+    let ts: Vec<&Tensor> = inputs.iter().map(|v| v.as_tensor()).collect();
+    let y = op(&ts);
+    let grads = (&y * weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g = ts.iter().map(|t| grads.get(t).cloned()).collect();
+    (y, g)
+}
+
 #[test]
-fn fused_kernels_match_composed_ops() {
+fn fused_kernels_match_composed_ops_forward_and_backward() {
     use attune_trainer::model::layers::{
-        layer_norm, layer_norm_composed, softmax_last, softmax_last_composed,
+        gelu, gelu_composed, layer_norm, layer_norm_composed, masked_softmax,
+        masked_softmax_composed, softmax_last, softmax_last_composed,
     };
     let mut rng = TrainRng::new(8, 8);
-    let data: Vec<f32> = (0..4 * 5 * 24).map(|_| rng.normal() * 3.0).collect();
-    let x = Tensor::from_vec(data, (4, 5, 24), &Device::Cpu).unwrap();
-    let g = Tensor::from_vec(
-        (0..24).map(|_| rng.normal()).collect::<Vec<f32>>(),
-        24,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let b = Tensor::from_vec(
-        (0..24).map(|_| rng.normal()).collect::<Vec<f32>>(),
-        24,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let diff = |a: Tensor, c: Tensor| -> f32 {
-        (a - c)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+    // 2 × 700 rows of 24: more rows than one parallel task takes, so the threaded paths run.
+    let x = random_var(&mut rng, &[2, 700, 24], 3.0);
+    let g = random_var(&mut rng, &[24], 1.0);
+    let b = random_var(&mut rng, &[24], 1.0);
+    let w = random_var(&mut rng, &[2, 700, 24], 1.0).as_tensor().clone();
+    // Attention scores (batch 2, heads 3, 40 × 24) and a mask hiding some keys of each sequence.
+    let scores = random_var(&mut rng, &[2, 3, 40, 24], 3.0);
+    let sw = random_var(&mut rng, &[2, 3, 40, 24], 1.0)
+        .as_tensor()
+        .clone();
+    let mask: Vec<f32> = (0..2 * 24)
+        .map(|i| {
+            if i % 24 >= 20 - 5 * (i / 24) {
+                f32::MIN
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Var::from_vec(mask, (2, 1, 1, 24), &Device::Cpu).unwrap();
+    let (y1, g1) = value_and_grads(&[&scores, &mask], &sw, |t| {
+        masked_softmax(t[0], t[1]).unwrap()
+    });
+    let (y2, g2) = value_and_grads(&[&scores, &mask], &sw, |t| {
+        masked_softmax_composed(t[0], t[1]).unwrap()
+    });
+    assert!(max_diff(&y1, &y2) < 1e-6, "masked softmax forward");
+    let (Some(a), Some(c)) = (&g1[0], &g2[0]) else {
+        panic!("masked softmax: no gradient for the scores")
     };
-    assert!(
-        diff(
-            softmax_last(&x).unwrap(),
-            softmax_last_composed(&x).unwrap()
-        ) < 1e-6
-    );
-    assert!(
-        diff(
-            layer_norm(&x, &g, &b, 1e-12).unwrap(),
-            layer_norm_composed(&x, &g, &b, 1e-12).unwrap()
-        ) < 1e-5
-    );
+    assert!(max_diff(a, c) < 1e-5, "masked softmax gradient");
+    type Op = fn(&[&Tensor]) -> Tensor;
+    let cases: [(&str, Op, Op, Vec<&Var>); 3] = [
+        (
+            "softmax",
+            |t| softmax_last(t[0]).unwrap(),
+            |t| softmax_last_composed(t[0]).unwrap(),
+            vec![&x],
+        ),
+        (
+            "layer norm",
+            |t| layer_norm(t[0], t[1], t[2], 1e-12).unwrap(),
+            |t| layer_norm_composed(t[0], t[1], t[2], 1e-12).unwrap(),
+            vec![&x, &g, &b],
+        ),
+        (
+            "gelu",
+            |t| gelu(t[0]).unwrap(),
+            |t| gelu_composed(t[0]).unwrap(),
+            vec![&x],
+        ),
+    ];
+    for (name, fused, composed, inputs) in cases {
+        let (y1, g1) = value_and_grads(&inputs, &w, fused);
+        let (y2, g2) = value_and_grads(&inputs, &w, composed);
+        let d = max_diff(&y1, &y2);
+        assert!(d < 1e-5, "{name}: forward differs by {d}");
+        for (i, (a, c)) in g1.iter().zip(&g2).enumerate() {
+            let (Some(a), Some(c)) = (a, c) else {
+                panic!("{name}: no gradient for input {i}")
+            };
+            assert_eq!(a.shape(), c.shape(), "{name}: gradient {i} shape");
+            // Gradient sums run over up to 1,400 rows in f32: relative tolerance.
+            let scale = c
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let d = max_diff(a, c);
+            assert!(
+                d <= 1e-4 * f64::from(scale.max(1.0)),
+                "{name}: gradient {i} differs by {d} (scale {scale})"
+            );
+        }
+    }
 }

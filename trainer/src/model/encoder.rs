@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use super::config::{Family, ModelConfig};
-use super::layers::{attention_bias, dropout, gelu, layer_norm, linear, softmax_last};
+use super::layers::{attention_bias, dropout, gelu, layer_norm, linear, masked_softmax};
 use crate::error::{Error, Result};
 use crate::rng::TrainRng;
 
@@ -73,11 +73,12 @@ impl Ctx<'_> {
         let split = |t: Tensor| -> Result<Tensor> {
             Ok(t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = split(self.lin(x, names[0])?)?;
+        // Scaling q rather than the scores touches (batch, seq, hidden) values instead of
+        // (batch, heads, seq, seq): 4× fewer at 128 tokens.
+        let q = split((self.lin(x, names[0])? * (1.0 / (d as f64).sqrt()))?)?;
         let k = split(self.lin(x, names[1])?)?;
         let v = split(self.lin(x, names[2])?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.broadcast_add(bias)?;
-        let probs = softmax_last(&scores)?;
+        let probs = masked_softmax(&q.matmul(&k.t()?)?, bias)?;
         let p = self.cfg.attention_dropout;
         let probs = self.drop(&probs, p)?;
         let ctx = probs

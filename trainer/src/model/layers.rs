@@ -27,10 +27,15 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(y.reshape(out_dims)?)
 }
 
+/// Whether the fused CPU kernels (`fused`) take `x`: f32/f64 on the CPU.
+fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
 /// LayerNorm as in PyTorch: biased variance, eps inside the square root. Fused on CPU
 /// (`fused::LayerNorm`, with its own backward), composed elsewhere.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if fused(x) {
         let x = x.contiguous()?;
         return Ok(x.apply_op3(gamma, beta, super::fused::LayerNorm { eps })?);
     }
@@ -50,10 +55,26 @@ pub fn layer_norm_composed(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) 
 /// Softmax over the last dimension. Fused on CPU (`fused::SoftmaxLast`, with its own backward),
 /// composed elsewhere.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if fused(x) {
         return Ok(x.contiguous()?.apply_op1(super::fused::SoftmaxLast)?);
     }
     softmax_last_composed(x)
+}
+
+/// Attention probabilities: softmax over the last dimension of `scores` (batch, heads, query,
+/// key) plus the additive `mask` (batch, 1, 1, key). Fused on CPU (`fused::MaskedSoftmax`).
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if fused(scores) && mask.dtype() == scores.dtype() {
+        return Ok(scores
+            .contiguous()?
+            .apply_op2(&mask.contiguous()?, super::fused::MaskedSoftmax)?);
+    }
+    masked_softmax_composed(scores, mask)
+}
+
+/// [`masked_softmax`] from primitive ops (any device).
+pub fn masked_softmax_composed(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    softmax_last_composed(&scores.broadcast_add(mask)?)
 }
 
 /// Softmax from primitive ops (any device).
@@ -116,7 +137,16 @@ pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     Ok(bias.reshape((b, 1, 1, s))?)
 }
 
-/// GELU with the exact erf form (`hidden_act: gelu` in transformers).
+/// GELU with the exact erf form (`hidden_act: gelu` in transformers). Fused on CPU
+/// (`fused::Gelu`: candle's `gelu_erf` backward is nine single-threaded ops), candle's elsewhere.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return Ok(x.contiguous()?.apply_op1(super::fused::Gelu)?);
+    }
+    gelu_composed(x)
+}
+
+/// candle's GELU (any device).
+pub fn gelu_composed(x: &Tensor) -> Result<Tensor> {
     Ok(x.gelu_erf()?)
 }
