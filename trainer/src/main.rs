@@ -12,7 +12,7 @@ use attune_trainer::config::{JobConfig, ModelSource, TrainConfig};
 use attune_trainer::data::DataConfig;
 use attune_trainer::hub;
 use attune_trainer::predict::Predictor;
-use attune_trainer::train::{Outcome, Progress, RunOptions, run};
+use attune_trainer::train::{Outcome, Progress, ReportConfig, Reporter, RunOptions, Token, run};
 use clap::{Args, Parser, Subcommand};
 
 // glibc returns large freed buffers to the OS after every op (page faults were ~15 % of CPU
@@ -127,6 +127,13 @@ struct TrainArgs {
     /// Act as if SIGTERM arrived after this step (drills and tests).
     #[arg(long, hide = true)]
     stop_after_step: Option<u64>,
+    /// Also POST every progress event (the stdout JSON object) to this http:// URL.
+    #[arg(long, env = "ATTUNE_PROGRESS_URL")]
+    progress_url: Option<String>,
+    /// Bearer token for --progress-url, re-read before each request (rotated projected
+    /// tokens). Or set ATTUNE_PROGRESS_TOKEN (no flag: a token on the command line shows in ps).
+    #[arg(long, env = "ATTUNE_PROGRESS_TOKEN_FILE")]
+    progress_token_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -241,13 +248,40 @@ fn train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
     opts.dump_batches = a.dump_batches.clone();
     opts.export_init = a.export_init.clone();
     let mut progress = Progress::stdout();
-    match run(&opts, &mut progress)? {
+    if let Some(url) = &a.progress_url {
+        let config = ReportConfig::new(url, progress_token(a)?).context("--progress-url")?;
+        progress = progress.with_reporter(Reporter::start(config)?);
+    }
+    let outcome = run(&opts, &mut progress)?;
+    progress.finish();
+    match outcome {
         Outcome::Finished { .. } => Ok(ExitCode::SUCCESS),
         Outcome::Preempted { checkpoint, .. } => {
             tracing::warn!(checkpoint = %checkpoint.display(), "preempted; checkpoint saved");
             Ok(ExitCode::from(EXIT_PREEMPTED))
         }
     }
+}
+
+/// The bearer token for --progress-url: from --progress-token-file or ATTUNE_PROGRESS_TOKEN,
+/// never both (which one would win is not obvious to whoever set them).
+fn progress_token(a: &TrainArgs) -> anyhow::Result<Option<Token>> {
+    let value = std::env::var("ATTUNE_PROGRESS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    Ok(match (&a.progress_token_file, value) {
+        (Some(_), Some(_)) => {
+            return Err(attune_trainer::Error::Config(
+                "set --progress-token-file (ATTUNE_PROGRESS_TOKEN_FILE) or ATTUNE_PROGRESS_TOKEN, \
+                 not both"
+                    .into(),
+            )
+            .into());
+        }
+        (Some(file), None) => Some(Token::File(file.clone())),
+        (None, Some(value)) => Some(Token::Value(value)),
+        (None, None) => None,
+    })
 }
 
 fn predict(a: &PredictArgs) -> anyhow::Result<ExitCode> {

@@ -9,5 +9,6 @@ mod data;
 mod export;
 mod hub;
 mod model;
+mod progress;
 mod real;
 mod training;

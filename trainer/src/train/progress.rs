@@ -1,11 +1,13 @@
 //! Progress reporting: one JSON object per line on stdout (the format is documented in
-//! trainer/README.md), plus an indicatif bar when stdout is a terminal.
+//! trainer/README.md), plus an indicatif bar when stdout is a terminal, and optionally the same
+//! objects POSTed to a progress URL ([`Reporter`]).
 
 use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
 use super::metrics::EvalMetrics;
+use super::report::{Reporter, Summary};
 
 /// One progress event. Serialised with `"event"` as the tag and camelCase fields.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,12 +60,14 @@ pub enum Event {
 pub struct Progress {
     out: Box<dyn Write + Send>,
     bar: Option<indicatif::ProgressBar>,
+    reporter: Option<Reporter>,
 }
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Progress")
             .field("bar", &self.bar.is_some())
+            .field("reporter", &self.reporter)
             .finish()
     }
 }
@@ -75,17 +79,28 @@ impl Progress {
         Self {
             out: Box::new(std::io::stdout()),
             bar: tty.then(indicatif::ProgressBar::hidden),
+            reporter: None,
         }
     }
 
     /// JSON lines to any writer (tests), no bar.
     pub fn to_writer(out: Box<dyn Write + Send>) -> Self {
-        Self { out, bar: None }
+        Self {
+            out,
+            bar: None,
+            reporter: None,
+        }
     }
 
     /// Discards everything.
     pub fn sink() -> Self {
         Self::to_writer(Box::new(std::io::sink()))
+    }
+
+    /// Also POSTs every event through `reporter`.
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = Some(reporter);
+        self
     }
 
     /// Emits one event.
@@ -124,6 +139,16 @@ impl Progress {
         } else {
             self.write_line(&line);
         }
+        if let Some(reporter) = &mut self.reporter {
+            reporter.send(event, line);
+        }
+    }
+
+    /// Ends the run's reporting: waits a bounded time for queued events to reach the progress
+    /// URL (see [`Reporter::finish`]). Dropping `Progress` does the same; this also says what
+    /// was delivered. `None` without a reporter.
+    pub fn finish(&mut self) -> Option<Summary> {
+        self.reporter.take().map(Reporter::finish)
     }
 
     fn write_line(&mut self, line: &str) {
