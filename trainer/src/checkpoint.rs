@@ -32,6 +32,9 @@ pub struct CheckpointState {
     pub batch_in_epoch: usize,
     /// Dropout RNG state.
     pub rng: TrainRng,
+    /// f16 loss scale (absent in checkpoints of fp32 runs written before mixed precision).
+    #[serde(default)]
+    pub loss_scaler: crate::train::LossScaler,
     pub labels: Vec<String>,
     /// Base model folder (config and tokenizer for export).
     pub model_dir: PathBuf,

@@ -53,6 +53,9 @@ pub struct TrainConfig {
     pub dropout: bool,
     /// Emit a `step` progress line every N optimizer steps.
     pub log_every: u64,
+    /// Compute precision: `fp32`, or `bf16`/`f16` mixed precision with f32 master weights
+    /// (meant for GPUs; on the CPU it runs, slower than fp32).
+    pub precision: crate::train::Precision,
 }
 
 impl Default for TrainConfig {
@@ -76,6 +79,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             dropout: true,
             log_every: 1,
+            precision: crate::train::Precision::Fp32,
         }
     }
 }

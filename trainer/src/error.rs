@@ -30,6 +30,9 @@ pub enum Error {
     /// The tokenizer failed to load or to encode.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// Training diverged: the loss or the gradients stopped being finite.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// JSON (de)serialisation failed.
     #[error("{path}: {source}")]
     Json {

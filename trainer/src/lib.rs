@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod digest;
 pub mod error;
 pub mod export;

@@ -10,9 +10,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use attune_trainer::config::{JobConfig, ModelSource, TrainConfig};
 use attune_trainer::data::DataConfig;
+use attune_trainer::device::select_device;
 use attune_trainer::hub;
 use attune_trainer::predict::Predictor;
-use attune_trainer::train::{Outcome, Progress, ReportConfig, Reporter, RunOptions, Token, run};
+use attune_trainer::train::{
+    Outcome, Precision, Progress, ReportConfig, Reporter, RunOptions, Token, run,
+};
 use clap::{Args, Parser, Subcommand};
 
 // glibc returns large freed buffers to the OS after every op (page faults were ~15 % of CPU
@@ -115,6 +118,12 @@ struct TrainArgs {
     /// Turn dropout off (deterministic comparison with PyTorch in eval mode).
     #[arg(long)]
     no_dropout: bool,
+    /// Compute precision (bf16/f16: mixed precision with f32 master weights, for GPUs).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// auto (a GPU if this binary has cuda and one is usable, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, env = "ATTUNE_DEVICE", default_value = "auto")]
+    device: String,
     /// HF cache folder to resolve the model in (read only).
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -160,6 +169,9 @@ struct PredictArgs {
     max_length: usize,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// auto, cpu, cuda or cuda:N (see train --device).
+    #[arg(long, env = "ATTUNE_DEVICE", default_value = "auto")]
+    device: String,
 }
 
 fn job_from_args(a: &TrainArgs) -> anyhow::Result<JobConfig> {
@@ -186,6 +198,7 @@ fn job_from_args(a: &TrainArgs) -> anyhow::Result<JobConfig> {
             checkpoint_dir: None,
         },
     };
+    // Overrides a job-file value with a flag that was given (`into` also fills Option fields).
     macro_rules! set {
         ($src:expr, $dst:expr) => {
             if let Some(v) = $src.clone() {
@@ -196,34 +209,22 @@ fn job_from_args(a: &TrainArgs) -> anyhow::Result<JobConfig> {
     set!(a.model, job.model.id);
     set!(a.revision, job.model.revision);
     set!(a.train_file, job.data.train_file);
-    if a.validation_file.is_some() {
-        job.data.validation_file = a.validation_file.clone();
-    }
+    set!(a.validation_file, job.data.validation_file);
     set!(a.text_field, job.data.text_field);
-    if a.text_pair_field.is_some() {
-        job.data.text_pair_field = a.text_pair_field.clone();
-    }
+    set!(a.text_pair_field, job.data.text_pair_field);
     set!(a.label_field, job.data.label_field);
-    if a.labels.is_some() {
-        job.data.labels = a.labels.clone();
-    }
+    set!(a.labels, job.data.labels);
     set!(a.max_length, job.data.max_length);
     set!(a.output_dir, job.output_dir);
-    if a.checkpoint_dir.is_some() {
-        job.checkpoint_dir = a.checkpoint_dir.clone();
-    }
+    set!(a.checkpoint_dir, job.checkpoint_dir);
     let t = &mut job.training;
     set!(a.epochs, t.epochs);
-    if a.max_steps.is_some() {
-        t.max_steps = a.max_steps;
-    }
+    set!(a.max_steps, t.max_steps);
     set!(a.batch_size, t.batch_size);
     set!(a.gradient_accumulation, t.gradient_accumulation);
     set!(a.learning_rate, t.learning_rate);
     set!(a.weight_decay, t.weight_decay);
-    if a.warmup_steps.is_some() {
-        t.warmup_steps = a.warmup_steps;
-    }
+    set!(a.warmup_steps, t.warmup_steps);
     set!(a.max_grad_norm, t.max_grad_norm);
     set!(a.seed, t.seed);
     set!(a.eval_every, t.eval_every);
@@ -231,6 +232,7 @@ fn job_from_args(a: &TrainArgs) -> anyhow::Result<JobConfig> {
     if a.no_dropout {
         t.dropout = false;
     }
+    set!(a.precision, t.precision);
     Ok(job)
 }
 
@@ -240,6 +242,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
         .context("installing the SIGTERM handler")?;
     let mut opts = RunOptions::new(job);
+    opts.device = select_device(&a.device)?;
     if let Some(c) = &a.cache {
         opts.cache = c.clone();
     }
@@ -285,7 +288,7 @@ fn progress_token(a: &TrainArgs) -> anyhow::Result<Option<Token>> {
 }
 
 fn predict(a: &PredictArgs) -> anyhow::Result<ExitCode> {
-    let predictor = Predictor::load(&a.model, a.max_length, &candle_core::Device::Cpu)?;
+    let predictor = Predictor::load(&a.model, a.max_length, &select_device(&a.device)?)?;
     let texts: Vec<String> = match &a.input {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("reading {}", p.display()))?
@@ -315,6 +318,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(E::Config(_)) => 3,
         Some(E::Data(_)) => 4,
         Some(E::Model(_) | E::Hub(_) | E::Tokenizer(_)) => 5,
+        Some(E::Diverged(_)) => 6,
         _ => 1,
     }
 }

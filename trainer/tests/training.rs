@@ -211,3 +211,56 @@ fn interrupted_and_resumed_run_equals_uninterrupted_bit_for_bit() {
         exported_weights(&resumed.join("model"))
     );
 }
+
+#[test]
+fn mixed_precision_learns_with_f32_master_weights() {
+    use attune_trainer::train::Precision;
+    let ws = workspace("bert", 64);
+    let mut fp32_accuracy = None;
+    for precision in [Precision::Fp32, Precision::Bf16, Precision::F16] {
+        let out = ws.tmp.path().join(format!("{precision:?}"));
+        let mut j = job(&ws, &out);
+        j.training.epochs = 4;
+        j.training.learning_rate = 1e-2;
+        j.training.precision = precision;
+        let shared = Shared::default();
+        let outcome = run(&opts(j), &mut Progress::to_writer(Box::new(shared.clone()))).unwrap();
+        let Outcome::Finished {
+            metrics, losses, ..
+        } = outcome
+        else {
+            panic!("{precision:?}: not finished: {outcome:?}")
+        };
+        let first: f64 = losses[..4].iter().sum::<f64>() / 4.0;
+        let last: f64 = losses[28..].iter().sum::<f64>() / 4.0;
+        eprintln!(
+            "{precision:?}: loss {first} -> {last}, accuracy {}",
+            metrics.accuracy
+        );
+        assert!(last < first * 0.7, "{precision:?}: loss {first} -> {last}");
+        let fp32 = *fp32_accuracy.get_or_insert(metrics.accuracy);
+        assert!(
+            metrics.accuracy >= fp32 - 0.1,
+            "{precision:?}: accuracy {} vs fp32 {fp32}",
+            metrics.accuracy
+        );
+        let start = &events(&shared)[0];
+        assert_eq!(start["precision"], format!("{precision:?}").to_lowercase());
+        assert_eq!(start["device"], "cpu");
+        // Master weights, and so the export, stay f32; the 16-bit runs really computed in 16
+        // bits, so they differ from the f32 run.
+        let exported = candle_core::safetensors::load(
+            out.join("model").join("model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!(
+            exported
+                .values()
+                .all(|t| t.dtype() == candle_core::DType::F32)
+        );
+    }
+    let w = |p: &str| exported_weights(&ws.tmp.path().join(p).join("model"));
+    assert_ne!(w("Fp32"), w("Bf16"));
+    assert_ne!(w("Bf16"), w("F16"));
+}

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use super::config::{Family, ModelConfig};
-use super::layers::{attention_bias, dropout, gelu, layer_norm, linear, masked_softmax};
+use super::layers::{
+    accumulate_dtype, attention_bias, dropout, gelu, layer_norm, linear, masked_softmax,
+};
 use crate::error::{Error, Result};
 use crate::rng::TrainRng;
 
@@ -101,7 +103,7 @@ pub fn encode(
     let mut c = Ctx { weights, cfg, rng };
     let p = cfg.family.prefix();
     let dtype = w(weights, &format!("{p}.embeddings.word_embeddings.weight"))?.dtype();
-    let bias = attention_bias(&inputs.attention_mask, dtype)?;
+    let bias = attention_bias(&inputs.attention_mask, accumulate_dtype(dtype))?;
     let hd = cfg.hidden_dropout;
     let mut x = c.embed(
         &format!("{p}.embeddings.word_embeddings.weight"),

@@ -32,14 +32,35 @@ fn fused(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
+/// The dtype reductions (LayerNorm, softmax, the loss) run in for values in `dtype`: f32 for
+/// the 16-bit types (as PyTorch's autocast), else `dtype` itself.
+pub fn accumulate_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::F64 => DType::F64,
+        _ => DType::F32,
+    }
+}
+
+/// Runs `f` on `x` widened to `wide` and narrows the result back to `x`'s dtype (a no-op when
+/// they agree). Both casts are differentiable.
+fn widened(x: &Tensor, wide: DType, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    if x.dtype() == wide {
+        return f(x);
+    }
+    Ok(f(&x.to_dtype(wide)?)?.to_dtype(x.dtype())?)
+}
+
 /// LayerNorm as in PyTorch: biased variance, eps inside the square root. Fused on CPU
 /// (`fused::LayerNorm`, with its own backward), composed elsewhere.
+/// Under mixed precision `x` is 16-bit and `gamma`/`beta` f32: the norm runs in f32.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
-    if fused(x) {
-        let x = x.contiguous()?;
-        return Ok(x.apply_op3(gamma, beta, super::fused::LayerNorm { eps })?);
-    }
-    layer_norm_composed(x, gamma, beta, eps)
+    widened(x, gamma.dtype(), |x| {
+        if fused(x) {
+            let x = x.contiguous()?;
+            return Ok(x.apply_op3(gamma, beta, super::fused::LayerNorm { eps })?);
+        }
+        layer_norm_composed(x, gamma, beta, eps)
+    })
 }
 
 /// LayerNorm from primitive ops (any device).
@@ -62,14 +83,17 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Attention probabilities: softmax over the last dimension of `scores` (batch, heads, query,
-/// key) plus the additive `mask` (batch, 1, 1, key). Fused on CPU (`fused::MaskedSoftmax`).
+/// key) plus the additive `mask` (batch, 1, 1, key), computed in the mask's dtype (f32 under
+/// mixed precision). Fused on CPU (`fused::MaskedSoftmax`).
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    if fused(scores) && mask.dtype() == scores.dtype() {
-        return Ok(scores
-            .contiguous()?
-            .apply_op2(&mask.contiguous()?, super::fused::MaskedSoftmax)?);
-    }
-    masked_softmax_composed(scores, mask)
+    widened(scores, mask.dtype(), |scores| {
+        if fused(scores) {
+            return Ok(scores
+                .contiguous()?
+                .apply_op2(&mask.contiguous()?, super::fused::MaskedSoftmax)?);
+        }
+        masked_softmax_composed(scores, mask)
+    })
 }
 
 /// [`masked_softmax`] from primitive ops (any device).

@@ -13,7 +13,7 @@ pub mod weights;
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 pub use config::{Family, ModelConfig};
 pub use encoder::{Inputs, WeightMap};
@@ -87,6 +87,30 @@ impl Classifier {
             .collect())
     }
 
+    /// The weights for a forward pass computing in `dtype` (mixed precision): casts of the f32
+    /// variables, except LayerNorm parameters, which stay f32. The casts carry gradients back
+    /// to the f32 master weights; they are copies, so take them once per step. For f32 (or the
+    /// variables' own dtype) this is [`Classifier::weights`].
+    pub fn weights_in(&self, dtype: DType) -> Result<WeightMap> {
+        self.cast(self.weights()?, dtype)
+    }
+
+    /// [`Classifier::detached`] in `dtype`, as [`Classifier::weights_in`] casts.
+    pub fn detached_in(&self, dtype: DType) -> Result<WeightMap> {
+        self.cast(self.detached()?, dtype)
+    }
+
+    fn cast(&self, mut weights: WeightMap, dtype: DType) -> Result<WeightMap> {
+        for spec in self.params.specs.iter().filter(|s| !s.norm) {
+            if let Some(t) = weights.get_mut(&spec.name)
+                && t.dtype() != dtype
+            {
+                *t = t.to_dtype(dtype)?;
+            }
+        }
+        Ok(weights)
+    }
+
     /// Turns a padded host batch into input tensors (position ids per family).
     pub fn inputs(&self, batch: &Batch) -> Result<Inputs> {
         let shape = (batch.size, batch.seq_len);
@@ -117,7 +141,9 @@ impl Classifier {
         })
     }
 
-    /// Logits (batch, num_labels). `rng` = `Some` turns dropout on (training mode).
+    /// Logits (batch, num_labels), in f32 (f64 for f64 weights) whatever the compute dtype of
+    /// `weights`, so the loss is always taken in full precision. `rng` = `Some` turns dropout
+    /// on (training mode).
     pub fn forward(
         &self,
         weights: &WeightMap,
@@ -125,7 +151,8 @@ impl Classifier {
         mut rng: Option<&mut TrainRng>,
     ) -> Result<Tensor> {
         let hidden = encoder::encode(&self.config, weights, inputs, rng.as_deref_mut())?;
-        encoder::classify(&self.config, weights, &hidden, rng)
+        let logits = encoder::classify(&self.config, weights, &hidden, rng)?;
+        Ok(logits.to_dtype(layers::accumulate_dtype(logits.dtype()))?)
     }
 
     /// Encoder output only (for comparing with transformers' `last_hidden_state`).

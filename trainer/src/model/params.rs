@@ -22,6 +22,9 @@ pub struct ParamSpec {
     pub init: Init,
     /// False for biases and LayerNorm weights (transformers' Trainer convention).
     pub decay: bool,
+    /// A LayerNorm parameter: stays f32 under mixed precision, as PyTorch's autocast runs
+    /// LayerNorm in f32 (bf16 has 8 bits of mantissa, too few for a variance).
+    pub norm: bool,
 }
 
 struct Specs {
@@ -36,12 +39,14 @@ impl Specs {
             shape: vec![out_f, in_f],
             init: Init::Normal(self.std),
             decay: true,
+            norm: false,
         });
         self.out.push(ParamSpec {
             name: format!("{name}.bias"),
             shape: vec![out_f],
             init: Init::Zeros,
             decay: false,
+            norm: false,
         });
     }
     fn norm(&mut self, name: &str, dim: usize) {
@@ -50,12 +55,14 @@ impl Specs {
             shape: vec![dim],
             init: Init::Ones,
             decay: false,
+            norm: true,
         });
         self.out.push(ParamSpec {
             name: format!("{name}.bias"),
             shape: vec![dim],
             init: Init::Zeros,
             decay: false,
+            norm: true,
         });
     }
     fn embedding(&mut self, name: &str, rows: usize, dim: usize) {
@@ -64,6 +71,7 @@ impl Specs {
             shape: vec![rows, dim],
             init: Init::Normal(self.std),
             decay: true,
+            norm: false,
         });
     }
 }

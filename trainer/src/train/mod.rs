@@ -3,12 +3,14 @@
 pub mod eval;
 pub mod metrics;
 pub mod optimizer;
+pub mod precision;
 pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod schedule;
 
 pub use metrics::EvalMetrics;
+pub use precision::{LossScaler, Precision};
 pub use progress::{Event, Progress};
 pub use report::{ReportConfig, Reporter, Token};
 pub use runner::{Outcome, RunOptions, run};

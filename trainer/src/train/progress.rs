@@ -7,6 +7,7 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 
 use super::metrics::EvalMetrics;
+use super::precision::Precision;
 use super::report::{Reporter, Summary};
 
 /// One progress event. Serialised with `"event"` as the tag and camelCase fields.
@@ -22,6 +23,12 @@ pub enum Event {
         validation_samples: usize,
         labels: Vec<String>,
         resumed_from: Option<String>,
+        /// Seconds spent resolving and loading the base model (weights onto the device).
+        model_load_sec: f64,
+        /// `cpu` or `cuda:N`.
+        device: String,
+        /// `fp32`, `bf16` or `f16`.
+        precision: Precision,
     },
     /// After an optimizer step (every `logEvery` steps).
     #[serde(rename_all = "camelCase")]

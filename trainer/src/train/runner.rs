@@ -11,11 +11,13 @@ use candle_core::{Device, Tensor};
 use super::eval::evaluate;
 use super::metrics::EvalMetrics;
 use super::optimizer::{AdamW, AdamWConfig, clip_factor, global_norm};
+use super::precision::LossScaler;
 use super::progress::{Event, Progress};
 use super::schedule::LinearSchedule;
 use crate::checkpoint::{self, CheckpointState};
 use crate::config::JobConfig;
 use crate::data::{Batch, Batcher, TextTokenizer, batch::collate, load_dataset};
+use crate::device::device_name;
 use crate::error::{Error, Result};
 use crate::export::{ExportInput, Provenance, export};
 use crate::hub;
@@ -100,6 +102,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
     let job = &opts.job;
     job.validate()?;
     let t = &job.training;
+    let load_started = Instant::now();
     let resolved = hub::resolve(&job.model.id, &job.model.revision, &opts.cache)?;
     let model_cfg = ModelConfig::from_file(&resolved.dir.join("config.json"))?;
     let dataset = load_dataset(&job.data, t.seed)?;
@@ -109,6 +112,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         max_len,
         model_cfg.pad_token_id,
     )?;
+    let mut model_load_sec = load_started.elapsed().as_secs_f64();
     let train_enc = tokenizer.encode_all(&dataset.train)?;
     let val_enc = tokenizer.encode_all(&dataset.validation)?;
     let batcher = Batcher {
@@ -129,7 +133,14 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
 
     let mut init_rng = TrainRng::new(t.seed, 1);
     let labels = dataset.labels.names().to_vec();
+    let load_started = Instant::now();
     let model = Classifier::from_dir(&resolved.dir, labels.len(), &mut init_rng, &opts.device)?;
+    model_load_sec += load_started.elapsed().as_secs_f64();
+    let compute = t.precision.compute_dtype();
+    let mut scaler = LossScaler::new(t.precision);
+    if opts.device.is_cpu() && compute != candle_core::DType::F32 {
+        tracing::warn!(precision = ?t.precision, "mixed precision on the CPU is slower than fp32");
+    }
     if !model.params.initialised.is_empty() {
         tracing::info!(params = ?model.params.initialised, "initialised fresh (not in the checkpoint)");
     }
@@ -177,16 +188,19 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         }
         checkpoint::restore_optimizer(&mut opt, &names, &l.optimizer, l.state.step)?;
         rng = l.state.rng.clone();
+        if l.state.loss_scaler.dynamic == scaler.dynamic {
+            scaler = l.state.loss_scaler;
+        }
         (step, epoch, pos) = (l.state.step, l.state.epoch, l.state.batch_in_epoch);
         resumed_from = Some(l.path.display().to_string());
     }
 
-    let train_weights = model.weights()?;
-    let eval_weights = model.detached()?;
+    // f32 master weights (detached): what checkpoints and exports hold.
+    let master = model.detached()?;
     let export_at = |dir: &std::path::Path, step: u64, metrics: Option<EvalMetrics>| {
         export(
             &ExportInput {
-                weights: &eval_weights,
+                weights: &master,
                 config: &model.config,
                 labels: &labels,
                 base_dir: &resolved.dir,
@@ -207,7 +221,12 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         )),
         None => None,
     };
-    let save_checkpoint = |step: u64, epoch: u64, pos: usize, rng: &TrainRng, opt: &AdamW| {
+    let save_checkpoint = |step: u64,
+                           epoch: u64,
+                           pos: usize,
+                           rng: &TrainRng,
+                           opt: &AdamW,
+                           loss_scaler: LossScaler| {
         checkpoint::save(
             &ckpt_root,
             CheckpointState {
@@ -216,12 +235,13 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
                 epoch,
                 batch_in_epoch: pos,
                 rng: rng.clone(),
+                loss_scaler,
                 labels: labels.clone(),
                 model_dir: resolved.dir.clone(),
                 provenance: provenance.clone(),
                 files: Default::default(),
             },
-            &eval_weights,
+            &master,
             opt,
             &names,
             t.keep_checkpoints,
@@ -235,6 +255,9 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         validation_samples: val_enc.len(),
         labels: labels.clone(),
         resumed_from,
+        model_load_sec,
+        device: device_name(&opts.device),
+        precision: t.precision,
     });
     let started = Instant::now();
     let first_step = step;
@@ -253,6 +276,8 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
             continue;
         }
         let group_end = (pos + t.gradient_accumulation).min(n_batches);
+        // Under mixed precision these are fresh casts of the master weights.
+        let train_weights = model.weights_in(compute)?;
         let mut acc: Vec<Option<Tensor>> = vec![None; vars.len()];
         let mut loss_sum = 0f64;
         for idx in &batches[pos..group_end] {
@@ -266,7 +291,11 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
             let logits = model.forward(&train_weights, &inputs, rng_opt)?;
             let loss = cross_entropy(&logits, &labels_t)?;
             loss_sum += f64::from(loss.to_scalar::<f32>()?);
-            let grads = loss.backward()?;
+            let grads = if scaler.scale == 1.0 {
+                loss.backward()?
+            } else {
+                (loss * scaler.scale)?.backward()?
+            };
             for (slot, var) in acc.iter_mut().zip(&vars) {
                 if let Some(g) = grads.get(var.as_tensor()) {
                     *slot = Some(match slot.take() {
@@ -279,11 +308,20 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         }
         let micro = group_end - pos;
         pos = group_end;
-        let scale = 1.0 / micro as f64;
+        // Averages the micro-batches and undoes the loss scale.
+        let scale = 1.0 / micro as f64 / scaler.scale;
         let norm = global_norm(&acc, scale)?;
-        let clip = clip_factor(norm, t.max_grad_norm);
         let lr = schedule.lr(step);
-        opt.step(&acc, lr, scale * clip)?;
+        if scaler.update(norm.is_finite(), step + 1)? {
+            let clip = clip_factor(norm, t.max_grad_norm);
+            opt.step(&acc, lr, scale * clip)?;
+        } else {
+            tracing::warn!(
+                step = step + 1,
+                scale = scaler.scale,
+                "f16 gradients overflowed: step skipped, loss scale halved"
+            );
+        }
         drop(acc);
         step += 1;
         let loss = loss_sum / micro as f64;
@@ -309,7 +347,13 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
             window = (Instant::now(), 0);
         }
         if t.eval_every > 0 && step % t.eval_every == 0 && step < total {
-            let metrics = evaluate(&model, &eval_weights, &val_enc, &batcher, tokenizer.pad_id)?;
+            let metrics = evaluate(
+                &model,
+                &model.detached_in(compute)?,
+                &val_enc,
+                &batcher,
+                tokenizer.pad_id,
+            )?;
             progress.emit(&Event::Eval {
                 step,
                 epoch: epoch_f,
@@ -319,7 +363,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         let stop = opts.stop.load(Ordering::SeqCst) || opts.stop_after_step == Some(step);
         let periodic = t.checkpoint_every > 0 && step % t.checkpoint_every == 0;
         if stop || (periodic && step < total) {
-            let path = save_checkpoint(step, epoch, pos, &rng, &opt)?;
+            let path = save_checkpoint(step, epoch, pos, &rng, &opt, scaler)?;
             progress.emit(&Event::Checkpoint {
                 step,
                 path: path.display().to_string(),
@@ -339,13 +383,19 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
             }
         }
     }
-    let metrics = evaluate(&model, &eval_weights, &val_enc, &batcher, tokenizer.pad_id)?;
+    let metrics = evaluate(
+        &model,
+        &model.detached_in(compute)?,
+        &val_enc,
+        &batcher,
+        tokenizer.pad_id,
+    )?;
     progress.emit(&Event::Eval {
         step,
         epoch: epoch as f64 + pos as f64 / batches_per_epoch.max(1) as f64,
         metrics,
     });
-    let path = save_checkpoint(step, epoch, pos, &rng, &opt)?;
+    let path = save_checkpoint(step, epoch, pos, &rng, &opt, scaler)?;
     progress.emit(&Event::Checkpoint {
         step,
         path: path.display().to_string(),
