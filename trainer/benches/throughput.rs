@@ -42,8 +42,9 @@ fn bench(name: &str, model: &Classifier, size: usize, seq: usize, steps: usize) 
     let decay: Vec<bool> = model.params.specs.iter().map(|s| s.decay).collect();
     let mut opt = AdamW::new(AdamWConfig::default(), vars.clone(), &decay);
     let weights = model.weights().unwrap();
-    let mut fwd_bwd = 0f64;
-    let mut opt_time = 0f64;
+    // Medians, not means: a shared VM's noise spikes would otherwise decide the numbers.
+    let mut fwd_bwd = Vec::with_capacity(steps);
+    let mut opt_time = Vec::with_capacity(steps);
     for i in 0..=steps {
         let t = Instant::now();
         let logits = model.forward(&weights, &inputs, Some(&mut rng)).unwrap();
@@ -56,24 +57,31 @@ fn bench(name: &str, model: &Classifier, size: usize, seq: usize, steps: usize) 
         let t1 = Instant::now();
         opt.step(&g, 1e-5, 1.0).unwrap();
         if i > 0 {
-            fwd_bwd += (t1 - t).as_secs_f64();
-            opt_time += t1.elapsed().as_secs_f64();
+            fwd_bwd.push((t1 - t).as_secs_f64());
+            opt_time.push(t1.elapsed().as_secs_f64());
         }
     }
     let detached = model.detached().unwrap();
-    let t = Instant::now();
+    let mut infer = Vec::with_capacity(steps);
     for _ in 0..steps {
+        let t = Instant::now();
         model.forward(&detached, &inputs, None).unwrap();
+        infer.push(t.elapsed().as_secs_f64());
     }
-    let infer = t.elapsed().as_secs_f64();
-    let n = (size * steps) as f64;
+    let (fwd_bwd, opt_time, infer) = (median(fwd_bwd), median(opt_time), median(infer));
+    let n = size as f64;
     println!(
-        "{name}: train {:.1} samples/s (fwd+bwd {:.3} s/step, adamw {:.3} s/step), inference {:.1} samples/s",
+        "{name}: train {:.1} samples/s (fwd+bwd {:.3} s/step, adamw {:.3} s/step), inference {:.1} samples/s (medians of {steps} steps)",
         n / (fwd_bwd + opt_time),
-        fwd_bwd / steps as f64,
-        opt_time / steps as f64,
+        fwd_bwd,
+        opt_time,
         n / infer
     );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() {

@@ -234,8 +234,8 @@ fn value_and_grads(
 #[test]
 fn fused_kernels_match_composed_ops_forward_and_backward() {
     use attune_trainer::model::layers::{
-        gelu, gelu_composed, layer_norm, layer_norm_composed, masked_softmax,
-        masked_softmax_composed, softmax_last, softmax_last_composed,
+        gelu, gelu_composed, layer_norm, layer_norm_composed, linear, linear_composed,
+        masked_softmax, masked_softmax_composed, softmax_last, softmax_last_composed,
     };
     let mut rng = TrainRng::new(8, 8);
     // 2 × 700 rows of 24: more rows than one parallel task takes, so the threaded paths run.
@@ -243,6 +243,7 @@ fn fused_kernels_match_composed_ops_forward_and_backward() {
     let g = random_var(&mut rng, &[24], 1.0);
     let b = random_var(&mut rng, &[24], 1.0);
     let w = random_var(&mut rng, &[2, 700, 24], 1.0).as_tensor().clone();
+    let lin_w = random_var(&mut rng, &[24, 24], 0.3);
     // Attention scores (batch 2, heads 3, 40 × 24) and a mask hiding some keys of each sequence.
     let scores = random_var(&mut rng, &[2, 3, 40, 24], 3.0);
     let sw = random_var(&mut rng, &[2, 3, 40, 24], 1.0)
@@ -270,7 +271,13 @@ fn fused_kernels_match_composed_ops_forward_and_backward() {
     };
     assert!(max_diff(a, c) < 1e-5, "masked softmax gradient");
     type Op = fn(&[&Tensor]) -> Tensor;
-    let cases: [(&str, Op, Op, Vec<&Var>); 3] = [
+    let cases: [(&str, Op, Op, Vec<&Var>); 4] = [
+        (
+            "linear",
+            |t| linear(t[0], t[1], t[2]).unwrap(),
+            |t| linear_composed(t[0], t[1], t[2]).unwrap(),
+            vec![&x, &lin_w, &b],
+        ),
         (
             "softmax",
             |t| softmax_last(t[0]).unwrap(),

@@ -10,8 +10,17 @@ use candle_core::{D, DType, Tensor};
 use crate::error::Result;
 use crate::rng::TrainRng;
 
-/// `x · wᵀ + b` over the last dimension, any number of leading dimensions.
+/// `x · wᵀ + b` over the last dimension, any number of leading dimensions. One fused node on
+/// CPU (`fused::Linear`), composed elsewhere.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fused(x) && w.dtype() == x.dtype() && b.dtype() == x.dtype() {
+        return Ok(x.contiguous()?.apply_op3(w, b, super::fused::Linear)?);
+    }
+    linear_composed(x, w, b)
+}
+
+/// [`linear`] from candle ops (any device).
+pub fn linear_composed(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let (last, lead) = dims
         .split_last()
