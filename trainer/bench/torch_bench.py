@@ -11,8 +11,10 @@ evaluates on validation.jsonl, and prints ONE JSON line:
 Training: batches of --batch-size texts in a seeded shuffled order (reshuffled
 each epoch), tokenized per batch (padding to the longest, truncation at
 --max-length), dropout on, AdamW (betas 0.9/0.999, eps 1e-8, --weight-decay
-on all parameters) with a linear schedule (--warmup-steps, then decay to 0 at
---steps), gradient clipping at --max-grad-norm.
+on every parameter except biases and LayerNorm weights, transformers' Trainer
+convention, which attune-trainer follows too) with a linear schedule
+(--warmup-steps, then decay to 0 at --steps), gradient clipping at
+--max-grad-norm.
 train_samples_per_s leaves out the first step (warm-up) when there are more.
 infer_samples_per_s covers the whole validation pass, tokenization included.
 load_seconds: loading tokenizer and model. peak_rss_mib: ru_maxrss.
@@ -38,6 +40,9 @@ from transformers import (  # noqa: E402
     get_linear_schedule_with_warmup,
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
+
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
 
 
 def read_jsonl(path: Path) -> list[dict[str, str]]:
@@ -96,8 +101,17 @@ def main() -> int:
             return_tensors="pt",
         )
 
+    # Same grouping as attune-trainer (and trainer/python/torch_losses.py): decaying biases and
+    # LayerNorm weights as well would make this a different optimizer, not a slower/faster one.
+    named = list(model.named_parameters())
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay
+        [
+            {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": args.weight_decay},
+            {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
+        ],
+        lr=args.lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
     )
     scheduler = get_linear_schedule_with_warmup(optimizer, args.warmup_steps, args.steps)
     model.train()

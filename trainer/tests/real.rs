@@ -61,6 +61,60 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `attune-trainer train` of MiniLM from the assets' HF cache on `train`/`validation`, writing
+/// under `out`; each test adds the hyper-parameters it is about.
+fn train_minilm(assets: &Path, train: &Path, validation: &Path, out: &Path) -> Command {
+    let mut cmd = trainer();
+    cmd.args(["train", "--model", MINILM])
+        .arg("--cache")
+        .arg(assets.join("hf-cache"))
+        .arg("--train-file")
+        .arg(train)
+        .arg("--validation-file")
+        .arg(validation)
+        .arg("--output-dir")
+        .arg(out);
+    cmd
+}
+
+/// The progress events (one JSON object a line) of `train`'s stdout.
+fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Validation accuracy from the `done` event.
+fn final_accuracy(stdout: &str) -> f64 {
+    let events = events(stdout);
+    let done = events
+        .iter()
+        .find(|v| v["event"] == "done")
+        .unwrap_or_else(|| panic!("no done event in:\n{stdout}"));
+    done["metrics"]["accuracy"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("done event without metrics.accuracy: {done}"))
+}
+
+/// Fine-tunes MiniLM at batch 16 × max length 128 on `bbc/<train>` (plus `schedule`: steps,
+/// learning rate) and returns the accuracy on `bbc/<validation>`.
+fn bbc_fine_tune(assets: &Path, train: &str, validation: &str, schedule: &[&str]) -> f64 {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = assets.join("bbc");
+    let stdout = run_ok(
+        train_minilm(
+            assets,
+            &dir.join(train),
+            &dir.join(validation),
+            &tmp.path().join("out"),
+        )
+        .args(["--batch-size", "16", "--max-length", "128"])
+        .args(schedule),
+    );
+    final_accuracy(&stdout)
+}
+
 #[test]
 fn minilm_hidden_states_match_transformers() {
     let Some(assets) = assets("minilm_hidden_states_match_transformers") else {
@@ -119,24 +173,12 @@ fn export_logits_match_transformers() {
     let tmp = tempfile::tempdir().unwrap();
     let (train, validation) = bbc(&assets);
     run_ok(
-        trainer()
-            .args([
-                "train",
-                "--model",
-                MINILM,
-                "--max-steps",
-                "2",
-                "--batch-size",
-                "8",
-            ])
-            .arg("--cache")
-            .arg(assets.join("hf-cache"))
-            .arg("--train-file")
-            .arg(&train)
-            .arg("--validation-file")
-            .arg(&validation)
-            .arg("--output-dir")
-            .arg(tmp.path().join("out")),
+        train_minilm(&assets, &train, &validation, &tmp.path().join("out")).args([
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+        ]),
     );
     let texts: Vec<String> = std::fs::read_to_string(&validation)
         .unwrap()
@@ -187,15 +229,8 @@ fn training_losses_track_pytorch() {
     let init = tmp.path().join("init");
     let out = tmp.path().join("out");
     let stdout = run_ok(
-        trainer()
-            .args([
-                "train",
-                "--model",
-                MINILM,
-                "--no-dropout",
-                "--batch-size",
-                "8",
-            ])
+        train_minilm(&assets, &train, &validation, &out)
+            .args(["--no-dropout", "--batch-size", "8"])
             .args(["--max-steps", &steps.to_string(), "--warmup-steps", "2"])
             .args([
                 "--learning-rate",
@@ -206,22 +241,13 @@ fn training_losses_track_pytorch() {
                 "1.0",
             ])
             .args(["--max-length", "128"])
-            .arg("--cache")
-            .arg(assets.join("hf-cache"))
-            .arg("--train-file")
-            .arg(&train)
-            .arg("--validation-file")
-            .arg(&validation)
             .arg("--dump-batches")
             .arg(&batches)
             .arg("--export-init")
-            .arg(&init)
-            .arg("--output-dir")
-            .arg(&out),
+            .arg(&init),
     );
-    let ours: Vec<f64> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let ours: Vec<f64> = events(&stdout)
+        .iter()
         .filter(|v| v["event"] == "step")
         .map(|v| v["loss"].as_f64().unwrap())
         .collect();
@@ -257,46 +283,79 @@ fn training_losses_track_pytorch() {
     }
 }
 
-/// Full fine-tune on BBC (≥ 95 % validation accuracy); minutes of CPU, so only with
-/// ATTUNE_FULL_TRAINING=1 as well.
+/// Fine-tuning learns the BBC topics: 15 steps × 16 of the 400-document subset (0.6 epoch) at
+/// lr 3e-4, then the 100-document subset validation. Measured 0.93 (seed 42) and 0.94 (seed 7)
+/// against 0.2 for chance, in about 2 minutes of a contended 2-core test profile (one epoch at
+/// lr 1e-4 scored 0.91 but took 3); 0.85 leaves room for numerics changes yet still fails a
+/// model that learns nothing or learns it badly.
 #[test]
+fn bbc_subset_fine_tune_reaches_85_percent() {
+    let Some(assets) = assets("bbc_subset_fine_tune_reaches_85_percent") else {
+        return;
+    };
+    let schedule = ["--max-steps", "15", "--learning-rate", "3e-4"];
+    let acc = bbc_fine_tune(
+        &assets,
+        "small-train.jsonl",
+        "small-validation.jsonl",
+        &schedule,
+    );
+    eprintln!("BBC subset validation accuracy after 15 steps: {acc}");
+    assert!(acc >= 0.85, "accuracy {acc}");
+}
+
+/// One epoch on the full BBC split (2002 documents, ≥ 95 % on its 223 validation documents):
+/// minutes of CPU even in release, so out of the default run; `-- --ignored` runs it.
+#[test]
+#[ignore = "full BBC fine-tune: minutes of CPU; run with --ignored"]
 fn bbc_fine_tune_reaches_95_percent() {
     let Some(assets) = assets("bbc_fine_tune_reaches_95_percent") else {
         return;
     };
-    if std::env::var_os("ATTUNE_FULL_TRAINING").is_none() {
-        eprintln!("skipping bbc_fine_tune_reaches_95_percent: set ATTUNE_FULL_TRAINING=1");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = assets.join("bbc");
-    let stdout = run_ok(
-        trainer()
-            .args([
-                "train",
-                "--model",
-                MINILM,
-                "--epochs",
-                "1",
-                "--batch-size",
-                "16",
-            ])
-            .args(["--learning-rate", "1e-4", "--max-length", "128"])
-            .arg("--cache")
-            .arg(assets.join("hf-cache"))
-            .arg("--train-file")
-            .arg(dir.join("train.jsonl"))
-            .arg("--validation-file")
-            .arg(dir.join("validation.jsonl"))
-            .arg("--output-dir")
-            .arg(tmp.path().join("out")),
-    );
-    let done: serde_json::Value = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "done")
-        .unwrap();
-    let acc = done["metrics"]["accuracy"].as_f64().unwrap();
+    let schedule = ["--epochs", "1", "--learning-rate", "1e-4"];
+    let acc = bbc_fine_tune(&assets, "train.jsonl", "validation.jsonl", &schedule);
     eprintln!("BBC validation accuracy after one epoch: {acc}");
     assert!(acc >= 0.95, "accuracy {acc}");
+}
+
+/// `trainer/bench/run` end to end on 2 steps of the small subset, with the test's own binary
+/// (no release build): the numbers of a test-profile binary mean nothing, but every row of the
+/// table must come out as a finite positive number on both sides, so a broken side, a renamed
+/// progress field or a changed torch_bench.py output fails here rather than in a benchmark run.
+#[test]
+fn benchmark_script_prints_the_table() {
+    let Some(assets) = assets("benchmark_script_prints_the_table") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let bbc = assets.join("bbc");
+    let table = run_ok(
+        Command::new(root.join("trainer").join("bench").join("run"))
+            .arg("2")
+            .env("ATTUNE_ASSETS", &assets)
+            .env("ATTUNE_TRAINER_BIN", env!("CARGO_BIN_EXE_attune-trainer"))
+            .env("BENCH_TRAIN", bbc.join("small-train.jsonl"))
+            .env("BENCH_VALIDATION", bbc.join("small-validation.jsonl")),
+    );
+    eprintln!("{table}");
+    assert!(table.starts_with("steps 2 "), "header:\n{table}");
+    for metric in [
+        "train samples/s",
+        "inference samples/s",
+        "peak RSS GiB",
+        "model load s",
+        "accuracy",
+    ] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {metric} |")))
+            .unwrap_or_else(|| panic!("no row {metric:?} in:\n{table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for (side, cell) in [("attune", cells[2]), ("pytorch", cells[3])] {
+            let v: f64 = cell
+                .parse()
+                .unwrap_or_else(|_| panic!("{metric} {side}: {cell:?} in {row:?}"));
+            assert!(v.is_finite() && v > 0.0, "{metric} {side}: {v} in {row:?}");
+        }
+    }
 }
