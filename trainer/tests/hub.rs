@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use attune_trainer::Error;
-use attune_trainer::digest::sha256_file;
+use attune_trainer::digest::{git_blob_sha1_file, sha256_file};
 use attune_trainer::hub::{FetchOptions, fetch, resolve};
 
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// Lays out `models--org--tiny` in HF cache form (blobs + symlinked snapshot + refs/main) from
-/// the files of `model_dir`; returns the cache root.
+/// the files of `model_dir`, naming blobs as the Hub does: the weights (an LFS file) by sha256,
+/// the rest (kept in git) by git blob sha1; returns the cache root.
 pub fn lay_out_cache(root: &Path, model_dir: &Path) -> PathBuf {
     let repo = root.join("models--org--tiny");
     let snap = repo.join("snapshots").join(COMMIT);
@@ -20,7 +21,12 @@ pub fn lay_out_cache(root: &Path, model_dir: &Path) -> PathBuf {
     std::fs::write(repo.join("refs").join("main"), COMMIT).unwrap();
     for entry in std::fs::read_dir(model_dir).unwrap() {
         let path = entry.unwrap().path();
-        let sha = sha256_file(&path).unwrap();
+        let lfs = path.extension().is_some_and(|e| e == "safetensors");
+        let sha = if lfs {
+            sha256_file(&path).unwrap()
+        } else {
+            git_blob_sha1_file(&path).unwrap()
+        };
         std::fs::copy(&path, repo.join("blobs").join(&sha)).unwrap();
         std::os::unix::fs::symlink(
             Path::new("../../blobs").join(&sha),
@@ -68,13 +74,28 @@ fn offline_fetch_verifies_blobs() {
             .join(".locks/models--org--tiny/attune-fetch.lock")
             .is_file()
     );
-    // Corrupt the weights blob: verification must fail.
-    let weights = std::fs::canonicalize(r.dir.join("model.safetensors")).unwrap();
-    std::fs::write(&weights, b"corrupt").unwrap();
-    match fetch(&opts) {
-        Err(Error::Hub(m)) => assert!(m.contains("does not match blob"), "{m}"),
-        other => panic!("{other:?}"),
+    // Corrupt a git blob (config), then an LFS blob (weights): verification must fail.
+    for file in ["config.json", "model.safetensors"] {
+        let blob = std::fs::canonicalize(r.dir.join(file)).unwrap();
+        let good = std::fs::read(&blob).unwrap();
+        std::fs::write(&blob, b"corrupt").unwrap();
+        match fetch(&opts) {
+            Err(Error::Hub(m)) => assert!(
+                m.contains("does not match blob") && m.contains(file),
+                "{file}: {m}"
+            ),
+            other => panic!("{file}: {other:?}"),
+        }
+        std::fs::write(&blob, good).unwrap();
+        fetch(&opts).unwrap();
     }
+    // A known git blob id (`printf 'hello\n' | git hash-object --stdin`).
+    let hello = ws.tmp.path().join("hello");
+    std::fs::write(&hello, b"hello\n").unwrap();
+    assert_eq!(
+        git_blob_sha1_file(&hello).unwrap(),
+        "ce013625030ba8dba906f756967f9e9ca394464a"
+    );
 }
 
 #[test]

@@ -3,12 +3,13 @@
 //! Two pods fetching the same model serialise on an exclusive lock file under
 //! `<cache>/.locks/<repo>/`, so the second finds the files already there and downloads nothing.
 //! hf-hub writes to `.incomplete` files and renames them, so a partial file never looks complete;
-//! afterwards every LFS blob (named by its sha256) is re-hashed.
+//! afterwards every blob is re-hashed against its name (sha256 for LFS files, git's blob sha1
+//! for files kept in git).
 
 use std::path::{Path, PathBuf};
 
 use super::cache::{ResolvedModel, repo_folder, resolve};
-use crate::digest::sha256_file;
+use crate::digest::{git_blob_sha1_file, sha256_file};
 use crate::error::{Error, Result};
 use crate::export::TOKENIZER_FILES;
 
@@ -69,7 +70,8 @@ pub fn fetch(opts: &FetchOptions) -> Result<ResolvedModel> {
     Ok(resolved)
 }
 
-/// Re-hashes every snapshot file that links to a blob named by a sha256.
+/// Re-hashes every snapshot file against the name of the blob it links to: a sha256 (LFS
+/// files) or a git blob sha1 (files kept in git). Blobs named otherwise are not checked.
 pub fn verify_blobs(snapshot: &Path) -> Result<()> {
     let entries = std::fs::read_dir(snapshot).map_err(|e| Error::io(snapshot, e))?;
     for e in entries {
@@ -80,14 +82,20 @@ pub fn verify_blobs(snapshot: &Path) -> Result<()> {
         let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let got = sha256_file(&path)?;
-            if got != name {
-                return Err(Error::Hub(format!(
-                    "{}: content hash {got} does not match blob {name}",
-                    path.display()
-                )));
-            }
+        if !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let got = match name.len() {
+            64 => sha256_file(&path)?,
+            40 => git_blob_sha1_file(&path)?,
+            _ => continue,
+        };
+        if got != name {
+            return Err(Error::Hub(format!(
+                "{}: content hash {got} does not match blob {name}; delete the blob and fetch \
+                 again",
+                path.display()
+            )));
         }
     }
     Ok(())
