@@ -248,6 +248,16 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         )
     };
 
+    // On fresh casts of the master weights (in the compute precision), recording no graph.
+    let eval = || {
+        evaluate(
+            &model,
+            &model.detached_in(compute)?,
+            &val_enc,
+            &batcher,
+            tokenizer.pad_id,
+        )
+    };
     progress.emit(&Event::Start {
         total_steps: total,
         start_step: step,
@@ -347,13 +357,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
             window = (Instant::now(), 0);
         }
         if t.eval_every > 0 && step % t.eval_every == 0 && step < total {
-            let metrics = evaluate(
-                &model,
-                &model.detached_in(compute)?,
-                &val_enc,
-                &batcher,
-                tokenizer.pad_id,
-            )?;
+            let metrics = eval()?;
             progress.emit(&Event::Eval {
                 step,
                 epoch: epoch_f,
@@ -383,13 +387,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
             }
         }
     }
-    let metrics = evaluate(
-        &model,
-        &model.detached_in(compute)?,
-        &val_enc,
-        &batcher,
-        tokenizer.pad_id,
-    )?;
+    let metrics = eval()?;
     progress.emit(&Event::Eval {
         step,
         epoch: epoch as f64 + pos as f64 / batches_per_epoch.max(1) as f64,
