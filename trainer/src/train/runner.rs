@@ -97,22 +97,35 @@ fn dump_batch(out: &mut std::fs::File, path: &std::path::Path, b: &Batch) -> Res
     writeln!(out, "{line}").map_err(|e| Error::io(path, e))
 }
 
+/// Runs `f`, adding its wall time to `secs`.
+fn timed<T>(secs: &mut f64, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let out = f();
+    *secs += started.elapsed().as_secs_f64();
+    out
+}
+
 /// Trains according to `opts`, reporting to `progress`.
 pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
     let job = &opts.job;
     job.validate()?;
     let t = &job.training;
-    let load_started = Instant::now();
-    let resolved = hub::resolve(&job.model.id, &job.model.revision, &opts.cache)?;
-    let model_cfg = ModelConfig::from_file(&resolved.dir.join("config.json"))?;
+    // Resolving, tokenizer and weights: the `modelLoadSec` of the start event.
+    let mut model_load_sec = 0.0;
+    let (resolved, model_cfg) = timed(&mut model_load_sec, || {
+        let resolved = hub::resolve(&job.model.id, &job.model.revision, &opts.cache)?;
+        let cfg = ModelConfig::from_file(&resolved.dir.join("config.json"))?;
+        Ok((resolved, cfg))
+    })?;
     let dataset = load_dataset(&job.data, t.seed)?;
     let max_len = job.data.max_length.min(position_limit(&model_cfg));
-    let tokenizer = TextTokenizer::from_file(
-        &resolved.dir.join("tokenizer.json"),
-        max_len,
-        model_cfg.pad_token_id,
-    )?;
-    let mut model_load_sec = load_started.elapsed().as_secs_f64();
+    let tokenizer = timed(&mut model_load_sec, || {
+        TextTokenizer::from_file(
+            &resolved.dir.join("tokenizer.json"),
+            max_len,
+            model_cfg.pad_token_id,
+        )
+    })?;
     let train_enc = tokenizer.encode_all(&dataset.train)?;
     let val_enc = tokenizer.encode_all(&dataset.validation)?;
     let batcher = Batcher {
@@ -133,9 +146,9 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
 
     let mut init_rng = TrainRng::new(t.seed, 1);
     let labels = dataset.labels.names().to_vec();
-    let load_started = Instant::now();
-    let model = Classifier::from_dir(&resolved.dir, labels.len(), &mut init_rng, &opts.device)?;
-    model_load_sec += load_started.elapsed().as_secs_f64();
+    let model = timed(&mut model_load_sec, || {
+        Classifier::from_dir(&resolved.dir, labels.len(), &mut init_rng, &opts.device)
+    })?;
     let compute = t.precision.compute_dtype();
     let mut scaler = LossScaler::new(t.precision);
     if opts.device.is_cpu() && compute != candle_core::DType::F32 {
