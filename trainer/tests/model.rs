@@ -234,8 +234,9 @@ fn value_and_grads(
 #[test]
 fn fused_kernels_match_composed_ops_forward_and_backward() {
     use attune_trainer::model::layers::{
-        gelu, gelu_composed, layer_norm, layer_norm_composed, linear, linear_composed,
-        masked_softmax, masked_softmax_composed, softmax_last, softmax_last_composed,
+        attention, attention_composed, gelu, gelu_composed, layer_norm, layer_norm_composed,
+        linear, linear_composed, masked_softmax, masked_softmax_composed, softmax_last,
+        softmax_last_composed,
     };
     let mut rng = TrainRng::new(8, 8);
     // 2 × 700 rows of 24: more rows than one parallel task takes, so the threaded paths run.
@@ -270,6 +271,35 @@ fn fused_kernels_match_composed_ops_forward_and_backward() {
         panic!("masked softmax: no gradient for the scores")
     };
     assert!(max_diff(a, c) < 1e-5, "masked softmax gradient");
+    // Attention (batch 2, seq 24, hidden 12 = 3 heads of 4), with and without dropout.
+    let qkv: Vec<Var> = (0..3)
+        .map(|_| random_var(&mut rng, &[2, 24, 12], 1.0))
+        .collect();
+    let aw = random_var(&mut rng, &[2, 24, 12], 1.0).as_tensor().clone();
+    let amask = mask.as_tensor().detach();
+    for dropout in [None, Some(0.3f32)] {
+        let drop = dropout
+            .map(|p| attune_trainer::model::layers::dropout_mask(2 * 3 * 24 * 24, p, &mut rng));
+        let inputs: Vec<&Var> = qkv.iter().collect();
+        let (y1, g1) = value_and_grads(&inputs, &aw, |t| {
+            attention(t[0], t[1], t[2], &amask, 3, drop.clone()).unwrap()
+        });
+        let (y2, g2) = value_and_grads(&inputs, &aw, |t| {
+            attention_composed(t[0], t[1], t[2], &amask, 3, drop.clone()).unwrap()
+        });
+        let d = max_diff(&y1, &y2);
+        assert!(d < 1e-5, "attention ({dropout:?}): forward differs by {d}");
+        for (i, (a, c)) in g1.iter().zip(&g2).enumerate() {
+            let (Some(a), Some(c)) = (a, c) else {
+                panic!("attention: no gradient for input {i}")
+            };
+            let d = max_diff(a, c);
+            assert!(
+                d < 1e-4,
+                "attention ({dropout:?}): gradient {i} differs by {d}"
+            );
+        }
+    }
     type Op = fn(&[&Tensor]) -> Tensor;
     let cases: [(&str, Op, Op, Vec<&Var>); 4] = [
         (

@@ -13,52 +13,91 @@ use super::{Real, contiguous};
 #[derive(Debug, Clone, Copy)]
 pub struct Linear;
 
-/// `out (m×n) += lhs (m×k) · rhsᵀ`, all row-major, rhs being n×k (a weight as stored).
-fn gemm_nt_accumulate<T: Real + 'static>(
-    out: &mut [T],
-    lhs: &[T],
-    rhs: &[T],
-    m: usize,
-    n: usize,
-    k: usize,
-) {
-    assert!(
-        out.len() == m * n && lhs.len() == m * k && rhs.len() == n * k,
-        "gemm shapes"
-    );
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the assert above bounds every access: gemm reads lhs[i·k + p] (i < m, p < k),
-    // rhs[j·k + p] (j < n) — rhsᵀ seen with row stride 1 and column stride k — and reads and
-    // writes out[i·n + j]. The slices do not alias (one is &mut). T is f32 or f64 (`Real`),
-    // types gemm supports.
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            k as isize,
-            1,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
+/// A read-only matrix view: element (i, j) is `data[i·row_stride + j·col_stride]`, so heads
+/// and transposes are read in place.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strided<'a, T> {
+    pub data: &'a [T],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<T> Strided<'_, T> {
+    /// Whether a (rows, cols) matrix lies within `data`.
+    fn holds(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// One matrix product `out (m×n) = scale · lhs (m×k) · rhs (k×n)` (`+ out` when
+/// `accumulate`), through gemm; `parallel` lets gemm use every rayon thread (off when the caller
+/// already runs products in parallel).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub accumulate: bool,
+    pub parallel: bool,
+}
+
+impl Gemm {
+    /// Writes row i of the result at `out[i·out_row_stride..][..n]`.
+    pub fn run<T: Real + 'static>(
+        &self,
+        out: &mut [T],
+        out_row_stride: usize,
+        lhs: Strided<'_, T>,
+        rhs: Strided<'_, T>,
+        scale: T,
+    ) {
+        let Self { m, n, k, .. } = *self;
+        let out_view = Strided {
+            data: &*out,
+            row_stride: out_row_stride,
+            col_stride: 1,
+        };
+        assert!(
+            out_view.holds(m, n) && lhs.holds(m, k) && rhs.holds(k, n),
+            "gemm operands out of bounds"
         );
+        let threads = rayon::current_num_threads();
+        let parallelism = if self.parallel && threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        let s = |v: usize| v as isize;
+        // SAFETY: the assert above bounds every element gemm touches: out (i, j) at
+        // i·out_row_stride + j, lhs (i, p) and rhs (p, j) at their strides, for i < m, j < n,
+        // p < k. `out` is borrowed mutably, so it aliases neither input. T is f32 or f64
+        // (`Real`), types gemm supports.
+        #[allow(unsafe_code)]
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                s(out_row_stride),
+                self.accumulate,
+                lhs.data.as_ptr(),
+                s(lhs.col_stride),
+                s(lhs.row_stride),
+                rhs.data.as_ptr(),
+                s(rhs.col_stride),
+                s(rhs.row_stride),
+                T::one(),
+                scale,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
     }
 }
 
@@ -69,7 +108,25 @@ fn linear_rows<T: Real + 'static>(x: &[T], w: &[T], b: &[T], k: usize) -> Vec<T>
     for _ in 0..rows {
         out.extend_from_slice(b);
     }
-    gemm_nt_accumulate(&mut out, x, w, rows, n, k);
+    // out += x · wᵀ, wᵀ read in place from the (n, k) weight.
+    let product = Gemm {
+        m: rows,
+        n,
+        k,
+        accumulate: true,
+        parallel: true,
+    };
+    let x = Strided {
+        data: x,
+        row_stride: k,
+        col_stride: 1,
+    };
+    let w_t = Strided {
+        data: w,
+        row_stride: 1,
+        col_stride: k,
+    };
+    product.run(&mut out, n, x, w_t, T::one());
     out
 }
 

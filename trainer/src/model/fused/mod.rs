@@ -127,11 +127,13 @@ pub(crate) fn last_dim(l: &Layout) -> usize {
 }
 
 // After `float_kernel!`, so the op modules see it.
+mod attention;
 mod gelu;
 mod layer_norm;
 mod linear;
 mod softmax;
 
+pub use attention::Attention;
 pub use gelu::Gelu;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
