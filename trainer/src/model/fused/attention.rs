@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType, bail}
 use rayon::prelude::*;
 
 use super::linear::{Gemm, Strided};
+use super::softmax::softmax_row;
 use super::{Real, contiguous};
 
 /// The attention of one layer: the additive key mask (batch, seq), the dropout multipliers
@@ -104,15 +105,7 @@ fn probabilities<T: Real + 'static>(
     let s = d.seq;
     product(s, s, d.head_dim).run(p, s, head(q, h, d), head_t(k, h, d), scale);
     for row in p.chunks_mut(s) {
-        row.iter_mut().zip(mask).for_each(|(v, &m)| *v = *v + m);
-        let max = row.iter().copied().fold(T::neg_infinity(), T::max);
-        let mut sum = T::zero();
-        for v in row.iter_mut() {
-            *v = (*v - max).exp_fast();
-            sum = sum + *v;
-        }
-        let inv = sum.recip();
-        row.iter_mut().for_each(|v| *v = *v * inv);
+        softmax_row(row, Some(mask));
     }
 }
 

@@ -14,20 +14,25 @@ fn softmax_rows<T: Real>(x: &[T], dim: usize, bias: Option<(&[T], usize)>) -> Ve
         .enumerate()
         .with_min_len(CHUNK / dim + 1)
         .for_each(|(r, row)| {
-            if let Some((bias, per)) = bias {
-                let b = &bias[(r / per) * dim..][..dim];
-                row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b);
-            }
-            let max = row.iter().copied().fold(T::neg_infinity(), T::max);
-            let mut sum = T::zero();
-            for v in row.iter_mut() {
-                *v = (*v - max).exp_fast();
-                sum = sum + *v;
-            }
-            let inv = sum.recip();
-            row.iter_mut().for_each(|v| *v = *v * inv);
+            let bias = bias.map(|(bias, per)| &bias[(r / per) * dim..][..dim]);
+            softmax_row(row, bias);
         });
     out
+}
+
+/// Softmax of one row in place, after adding `bias` (same length) when given.
+pub(super) fn softmax_row<T: Real>(row: &mut [T], bias: Option<&[T]>) {
+    if let Some(b) = bias {
+        row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b);
+    }
+    let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+    let mut sum = T::zero();
+    for v in row.iter_mut() {
+        *v = (*v - max).exp_fast();
+        sum = sum + *v;
+    }
+    let inv = sum.recip();
+    row.iter_mut().for_each(|v| *v = *v * inv);
 }
 
 /// dx = y ⊙ (dy − Σ dy ⊙ y), row by row.
