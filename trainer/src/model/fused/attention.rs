@@ -35,7 +35,35 @@ struct Dims {
     head_dim: usize,
 }
 
+/// A tensor's values on the host, in `T` (converted if needed).
+fn host<T: WithDType>(t: &Tensor) -> candle_core::Result<Vec<T>> {
+    t.flatten_all()?.to_dtype(T::DTYPE)?.to_vec1::<T>()
+}
+
 impl Attention {
+    /// dq, dk, dv for the upstream gradient `grad`, computed on host copies in `T`.
+    fn grads<T: Real + WithDType + 'static>(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        grad: &Tensor,
+        d: Dims,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (dq, dk, dv) = backward(
+            &host::<T>(q)?,
+            &host::<T>(k)?,
+            &host::<T>(v)?,
+            &host::<T>(&self.mask)?,
+            self.dropout.as_deref(),
+            &host::<T>(grad)?,
+            d,
+            T::lit(self.scale),
+        );
+        let t = |x: Vec<T>| Tensor::from_vec(x, q.shape(), q.device());
+        Ok((t(dq)?, t(dk)?, t(dv)?))
+    }
+
     fn dims(&self, shape: &Shape) -> candle_core::Result<Dims> {
         let (batch, seq, hidden) = shape.dims3()?;
         if self.heads == 0 || !hidden.is_multiple_of(self.heads) {
@@ -260,41 +288,11 @@ impl CustomOp3 for Attention {
             bail!("attune-attention: q, k and v must have one shape");
         }
         let drop = self.dropout.as_deref();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                let mask = self
-                    .mask
-                    .flatten_all()?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_vec1::<f32>()?;
-                CpuStorage::F32(forward(
-                    contiguous(q, l1, self.name(), "q")?,
-                    contiguous(k, l2, self.name(), "k")?,
-                    contiguous(v, l3, self.name(), "v")?,
-                    &mask,
-                    drop,
-                    d,
-                    self.scale as f32,
-                ))
-            }
-            (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v)) => {
-                let mask = self
-                    .mask
-                    .flatten_all()?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_vec1::<f64>()?;
-                CpuStorage::F64(forward(
-                    contiguous(q, l1, self.name(), "q")?,
-                    contiguous(k, l2, self.name(), "k")?,
-                    contiguous(v, l3, self.name(), "v")?,
-                    &mask,
-                    drop,
-                    d,
-                    self.scale,
-                ))
-            }
-            _ => bail!("attune-attention: f32 or f64 q, k, v of one dtype only"),
-        };
+        let out = float_kernel!(
+            self.name(),
+            [(s1, l1, q), (s2, l2, k), (s3, l3, v)],
+            forward(q, k, v, &host(&self.mask)?, drop, d, Real::lit(self.scale))
+        );
         Ok((out, l1.shape().clone()))
     }
 
@@ -307,39 +305,9 @@ impl CustomOp3 for Attention {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = self.dims(q.shape())?;
-        let drop = self.dropout.as_deref();
-        fn host<T: WithDType>(t: &Tensor) -> candle_core::Result<Vec<T>> {
-            t.flatten_all()?.to_vec1::<T>()
-        }
         let (dq, dk, dv) = match q.dtype() {
-            candle_core::DType::F32 => {
-                let (dq, dk, dv) = backward(
-                    &host::<f32>(q)?,
-                    &host::<f32>(k)?,
-                    &host::<f32>(v)?,
-                    &host::<f32>(&self.mask.to_dtype(candle_core::DType::F32)?)?,
-                    drop,
-                    &host::<f32>(grad)?,
-                    d,
-                    self.scale as f32,
-                );
-                let t = |x: Vec<f32>| Tensor::from_vec(x, q.shape(), q.device());
-                (t(dq)?, t(dk)?, t(dv)?)
-            }
-            candle_core::DType::F64 => {
-                let (dq, dk, dv) = backward(
-                    &host::<f64>(q)?,
-                    &host::<f64>(k)?,
-                    &host::<f64>(v)?,
-                    &host::<f64>(&self.mask.to_dtype(candle_core::DType::F64)?)?,
-                    drop,
-                    &host::<f64>(grad)?,
-                    d,
-                    self.scale,
-                );
-                let t = |x: Vec<f64>| Tensor::from_vec(x, q.shape(), q.device());
-                (t(dq)?, t(dk)?, t(dv)?)
-            }
+            candle_core::DType::F32 => self.grads::<f32>(q, k, v, grad, d)?,
+            candle_core::DType::F64 => self.grads::<f64>(q, k, v, grad, d)?,
             other => bail!("attune-attention: {other:?} not supported"),
         };
         Ok((Some(dq), Some(dk), Some(dv)))
