@@ -234,9 +234,9 @@ fn value_and_grads(
 #[test]
 fn fused_kernels_match_composed_ops_forward_and_backward() {
     use attune_trainer::model::layers::{
-        attention, attention_composed, gelu, gelu_composed, layer_norm, layer_norm_composed,
-        linear, linear_composed, masked_softmax, masked_softmax_composed, softmax_last,
-        softmax_last_composed,
+        DropoutMask, attention, attention_composed, gelu, gelu_composed, layer_norm,
+        layer_norm_composed, linear, linear_composed, masked_softmax, masked_softmax_composed,
+        softmax_last, softmax_last_composed,
     };
     let mut rng = TrainRng::new(8, 8);
     // 2 × 700 rows of 24: more rows than one parallel task takes, so the threaded paths run.
@@ -279,7 +279,8 @@ fn fused_kernels_match_composed_ops_forward_and_backward() {
     let amask = mask.as_tensor().detach();
     for dropout in [None, Some(0.3f32)] {
         let drop = dropout
-            .map(|p| attune_trainer::model::layers::dropout_mask(2 * 3 * 24 * 24, p, &mut rng));
+            .map(|p| attune_trainer::model::layers::dropout_mask(2 * 3 * 24 * 24, p, &mut rng))
+            .map(DropoutMask::Host);
         let inputs: Vec<&Var> = qkv.iter().collect();
         let (y1, g1) = value_and_grads(&inputs, &aw, |t| {
             attention(t[0], t[1], t[2], &amask, 3, drop.clone()).unwrap()
@@ -351,5 +352,46 @@ fn fused_kernels_match_composed_ops_forward_and_backward() {
                 "{name}: gradient {i} differs by {d} (scale {scale})"
             );
         }
+    }
+}
+
+/// Seeded training must give the same bits on every run and with any number of threads, so no
+/// fused kernel may let its parallel reductions follow how rayon happens to split the work.
+#[test]
+fn fused_gradients_do_not_depend_on_the_thread_count() {
+    use attune_trainer::model::layers::{attention, gelu, layer_norm, linear};
+    let mut rng = TrainRng::new(10, 10);
+    // 4 × 512 × 48: dozens of parallel tasks per kernel.
+    let x = random_var(&mut rng, &[4, 512, 48], 1.0);
+    let gamma = random_var(&mut rng, &[48], 1.0);
+    let beta = random_var(&mut rng, &[48], 1.0);
+    let w = random_var(&mut rng, &[48, 48], 0.2);
+    let up = random_var(&mut rng, &[4, 512, 48], 1.0).as_tensor().clone();
+    let mask = Tensor::zeros((4, 1, 1, 512), DType::F32, &Device::Cpu).unwrap();
+    let inputs = [&x, &gamma, &beta, &w];
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (y, grads) = value_and_grads(&inputs, &up, |t| {
+                let h = layer_norm(t[0], t[1], t[2], 1e-12).unwrap();
+                let h = gelu(&linear(&h, t[3], t[2]).unwrap()).unwrap();
+                attention(&h, &h, &h, &mask, 4, None).unwrap()
+            });
+            let mut bits = vec![y.flatten_all().unwrap().to_vec1::<f32>().unwrap()];
+            for g in grads {
+                bits.push(g.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            }
+            bits
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(
+            one == run(threads),
+            "{threads} threads changed the result bits"
+        );
     }
 }

@@ -65,8 +65,12 @@ fn layer_norm_grad_rows<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64) -> Vec<T>
             }
             (dgamma, dbeta)
         })
-        .reduce(
-            || (vec![T::zero(); dim], vec![T::zero(); dim]),
+        .collect::<Vec<_>>()
+        .into_iter()
+        // Summed in task order, not with rayon's `reduce`, whose tree follows work stealing:
+        // the same run must give the same bits (seeded training, bit-for-bit resume).
+        .fold(
+            (vec![T::zero(); dim], vec![T::zero(); dim]),
             |(mut g1, mut b1), (g2, b2)| {
                 g1.iter_mut().zip(g2).for_each(|(a, b)| *a = *a + b);
                 b1.iter_mut().zip(b2).for_each(|(a, b)| *a = *a + b);
