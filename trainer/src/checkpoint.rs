@@ -205,5 +205,6 @@ pub fn restore_optimizer(
         m.exp_avg_sq = get(format!("exp_avg_sq.{name}"))?;
     }
     opt.step = step;
+    opt.reload_from_host();
     Ok(())
 }

@@ -7,7 +7,7 @@ use candle_core::Tensor;
 
 use super::config::{Family, ModelConfig};
 use super::layers::{
-    accumulate_dtype, attention, attention_bias, dropout, dropout_mask, gelu, layer_norm, linear,
+    accumulate_dtype, attention, attention_bias, draw_dropout, dropout, gelu, layer_norm, linear,
 };
 use crate::error::{Error, Result};
 use crate::rng::TrainRng;
@@ -76,7 +76,9 @@ impl Ctx<'_> {
         let v = self.lin(x, names[2])?;
         let p = self.cfg.attention_dropout;
         let dropout = match self.rng.as_deref_mut() {
-            Some(rng) if p > 0.0 => Some(dropout_mask(b * heads * s * s, p, rng)),
+            Some(rng) if p > 0.0 => {
+                Some(draw_dropout(&(b, heads, s, s).into(), p, rng, x.device())?)
+            }
             _ => None,
         };
         let ctx = attention(&q, &k, &v, bias, heads, dropout)?;

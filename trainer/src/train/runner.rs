@@ -238,8 +238,9 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
                            epoch: u64,
                            pos: usize,
                            rng: &TrainRng,
-                           opt: &AdamW,
+                           opt: &mut AdamW,
                            loss_scaler: LossScaler| {
+        opt.sync_to_host()?;
         checkpoint::save(
             &ckpt_root,
             CheckpointState {
@@ -282,6 +283,13 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         device: device_name(&opts.device),
         precision: t.precision,
     });
+    if !opts.device.is_cpu() {
+        // Dropout masks are drawn on the GPU there (`layers::DropoutMask::Device`): seeded by
+        // the run's seed and the first step, so a run is repeatable, and a resumed one draws
+        // fresh masks rather than replaying the first steps' (bit-for-bit resume is a CPU
+        // guarantee).
+        opts.device.set_seed(t.seed.wrapping_add(step))?;
+    }
     let started = Instant::now();
     let first_step = step;
     let mut window = (Instant::now(), 0usize);
@@ -380,7 +388,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         let stop = opts.stop.load(Ordering::SeqCst) || opts.stop_after_step == Some(step);
         let periodic = t.checkpoint_every > 0 && step % t.checkpoint_every == 0;
         if stop || (periodic && step < total) {
-            let path = save_checkpoint(step, epoch, pos, &rng, &opt, scaler)?;
+            let path = save_checkpoint(step, epoch, pos, &rng, &mut opt, scaler)?;
             progress.emit(&Event::Checkpoint {
                 step,
                 path: path.display().to_string(),
@@ -406,7 +414,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         epoch: epoch as f64 + pos as f64 / batches_per_epoch.max(1) as f64,
         metrics,
     });
-    let path = save_checkpoint(step, epoch, pos, &rng, &opt, scaler)?;
+    let path = save_checkpoint(step, epoch, pos, &rng, &mut opt, scaler)?;
     progress.emit(&Event::Checkpoint {
         step,
         path: path.display().to_string(),
