@@ -3,9 +3,11 @@
 //! candle-nn's AdamW spends ~12 allocating tensor ops per parameter per step; here one pass over
 //! each parameter updates weight, both moments and applies weight decay and gradient scaling
 //! (clipping, accumulation averaging) in place, through a candle `InplaceOp2` on CPU. On a GPU the
-//! same update runs as candle tensor ops on device-resident moments, so no parameter crosses to
-//! the host during training; the moments are copied back only for a checkpoint
-//! ([`AdamW::sync_to_host`]).
+//! same update runs as candle tensor ops over flat device-resident state ([`flat`]), so no
+//! parameter crosses to the host during training; the moments are copied back only for a
+//! checkpoint ([`AdamW::sync_to_host`]).
+
+mod flat;
 
 use std::cell::RefCell;
 
@@ -50,9 +52,9 @@ pub struct AdamW {
     pub moments: Vec<Moments>,
     /// Optimizer steps taken so far (torch's `state['step']`).
     pub step: u64,
-    /// Device copies of `moments` (exp_avg, exp_avg_sq) for parameters not on the CPU: the
-    /// truth while training there, made from `moments` on first use.
-    on_device: Vec<Option<(Tensor, Tensor)>>,
+    /// The state of parameters on a GPU: the truth for the moments while training there, made
+    /// from `moments` on first use.
+    on_device: Option<flat::FlatState>,
 }
 
 /// Scalars of one update, shared by all parameters.
@@ -133,7 +135,7 @@ impl AdamW {
             })
             .collect();
         Self {
-            on_device: vec![None; vars.len()],
+            on_device: None,
             config,
             vars,
             moments,
@@ -143,18 +145,16 @@ impl AdamW {
 
     /// Copies device-resident moments into `moments` (before a checkpoint reads them).
     pub fn sync_to_host(&mut self) -> Result<()> {
-        for (dev, mom) in self.on_device.iter().zip(self.moments.iter_mut()) {
-            if let Some((m, v)) = dev {
-                mom.exp_avg = m.flatten_all()?.to_vec1()?;
-                mom.exp_avg_sq = v.flatten_all()?.to_vec1()?;
-            }
+        match &self.on_device {
+            Some(state) => state.write_moments(&self.vars, &mut self.moments),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Forgets device copies, so the next step starts from `moments` (after a restore).
+    /// Forgets the device state, so the next step starts from `moments` and the variables
+    /// (after a restore).
     pub fn reload_from_host(&mut self) {
-        self.on_device.iter_mut().for_each(|d| *d = None);
+        self.on_device = None;
     }
 
     /// One update with learning rate `lr`; `grads[i]` is the gradient of `vars[i]` (None = no
@@ -165,87 +165,70 @@ impl AdamW {
         let t = self.step as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
-        for (((var, grad), mom), dev) in self
-            .vars
-            .iter()
-            .zip(grads)
-            .zip(self.moments.iter_mut())
-            .zip(self.on_device.iter_mut())
-        {
-            let Some(grad) = grad else { continue };
-            let wd = if mom.decay { c.weight_decay } else { 0.0 };
-            let scalars = StepScalars {
-                decay_factor: (1.0 - lr * wd) as f32,
-                beta1: c.beta1 as f32,
-                beta2: c.beta2 as f32,
-                step_size: (lr / bc1) as f32,
-                bc2_sqrt: bc2.sqrt() as f32,
-                eps: c.eps as f32,
-                grad_scale: grad_scale as f32,
-            };
-            if grad.dims() != var.dims() {
+        let scalars = |decay: bool| StepScalars {
+            decay_factor: (1.0 - lr * if decay { c.weight_decay } else { 0.0 }) as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            step_size: (lr / bc1) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            eps: c.eps as f32,
+            grad_scale: grad_scale as f32,
+        };
+        for (var, grad) in self.vars.iter().zip(grads) {
+            if let Some(grad) = grad
+                && grad.dims() != var.dims()
+            {
                 return Err(Error::Model(format!(
                     "gradient shape {:?} does not match parameter {:?}",
                     grad.dims(),
                     var.dims()
                 )));
             }
-            if var.device().is_cpu() {
-                let op = FusedStep {
-                    scalars,
-                    moments: RefCell::new(mom),
-                };
-                var.as_tensor().inplace_op2(&grad.contiguous()?, &op)?;
-            } else {
-                let (m, v) = match dev.take() {
-                    Some(mv) => mv,
-                    None => (
-                        Tensor::from_slice(&mom.exp_avg, var.shape(), var.device())?,
-                        Tensor::from_slice(&mom.exp_avg_sq, var.shape(), var.device())?,
-                    ),
-                };
-                *dev = Some(device_update(&scalars, var, grad, &m, &v)?);
-            }
+        }
+        if self.vars.first().is_some_and(|v| !v.device().is_cpu()) {
+            let state = match self.on_device.take() {
+                Some(state) => state,
+                None => flat::FlatState::new(&self.vars, &self.moments)?,
+            };
+            let state = self.on_device.insert(state);
+            return state.step(&self.vars, grads, &scalars(true));
+        }
+        for ((var, grad), mom) in self.vars.iter().zip(grads).zip(self.moments.iter_mut()) {
+            let Some(grad) = grad else { continue };
+            let op = FusedStep {
+                scalars: scalars(mom.decay),
+                moments: RefCell::new(mom),
+            };
+            var.as_tensor().inplace_op2(&grad.contiguous()?, &op)?;
         }
         Ok(())
     }
 }
 
-/// [`update`] as candle tensor ops on the parameter's device; returns the new moments.
-fn device_update(
-    s: &StepScalars,
-    var: &Var,
-    grad: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-) -> Result<(Tensor, Tensor)> {
-    let (b1, b2) = (f64::from(s.beta1), f64::from(s.beta2));
-    let g = grad.affine(f64::from(s.grad_scale), 0.0)?;
-    let m = (m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
-    let v = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
-    let denom = v
-        .sqrt()?
-        .affine(1.0 / f64::from(s.bc2_sqrt), f64::from(s.eps))?;
-    let p = (var.as_tensor().affine(f64::from(s.decay_factor), 0.0)?
-        - (m.div(&denom)?.affine(f64::from(s.step_size), 0.0))?)?;
-    var.set(&p)?;
-    Ok((m, v))
-}
-
 /// Global L2 norm of all gradients (as `torch.nn.utils.clip_grad_norm_`), times `scale`.
-/// One read from the device for all tensors: the per-tensor sums are stacked before the copy,
-/// then added in f64.
+/// On the CPU each tensor's sum of squares (f32) is added in f64; on a GPU all gradients are
+/// concatenated and reduced at once (a handful of launches instead of three per tensor). Either
+/// way the device is read once.
 pub fn global_norm(grads: &[Option<Tensor>], scale: f64) -> Result<f64> {
-    let sums = grads
-        .iter()
-        .flatten()
-        .map(|g| g.sqr()?.sum_all())
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    if sums.is_empty() {
+    let present: Vec<Tensor> = grads.iter().flatten().cloned().collect();
+    let Some(first) = present.first() else {
         return Ok(0.0);
-    }
-    let sums = Tensor::stack(&sums, 0)?.to_vec1::<f32>()?;
-    let total: f64 = sums.into_iter().map(f64::from).sum();
+    };
+    let total = if first.device().is_cpu() {
+        let sums = present
+            .iter()
+            .map(|g| g.sqr()?.sum_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let sums = Tensor::stack(&sums, 0)?.to_vec1::<f32>()?;
+        sums.into_iter().map(f64::from).sum()
+    } else {
+        f64::from(
+            flat::concat(&present)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f32>()?,
+        )
+    };
     Ok(total.sqrt() * scale)
 }
 
@@ -265,12 +248,12 @@ mod tests {
     use super::*;
     use crate::rng::TrainRng;
 
-    /// The GPU path's tensor ops compute the fused CPU kernel's update (run here on CPU tensors).
+    /// The GPU path (flat tensor ops) computes the fused CPU kernel's update, with and without
+    /// weight decay, and leaves a parameter without a gradient alone (run here on CPU tensors).
     #[test]
-    fn device_update_matches_the_fused_kernel() {
-        let n = 4096;
+    fn flat_update_matches_the_fused_kernel() {
         let mut rng = TrainRng::new(5, 5);
-        let mut draw = |abs: bool| -> Vec<f32> {
+        let mut draw = |n: usize, abs: bool| -> Vec<f32> {
             (0..n)
                 .map(|_| {
                     if abs {
@@ -281,9 +264,29 @@ mod tests {
                 })
                 .collect()
         };
-        let (p, g, m, v) = (draw(false), draw(false), draw(false), draw(true));
-        let s = StepScalars {
-            decay_factor: 0.999,
+        let sizes = [(3000, true), (700, false), (50, true)];
+        let vars: Vec<Var> = sizes
+            .iter()
+            .map(|&(n, _)| Var::from_vec(draw(n, false), n, &Device::Cpu).unwrap())
+            .collect();
+        let moments: Vec<Moments> = sizes
+            .iter()
+            .map(|&(n, decay)| Moments {
+                exp_avg: draw(n, false),
+                exp_avg_sq: draw(n, true),
+                decay,
+            })
+            .collect();
+        // The last parameter has no gradient.
+        let grads: Vec<Option<Tensor>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, _))| {
+                (i < 2).then(|| Tensor::from_vec(draw(n, false), n, &Device::Cpu).unwrap())
+            })
+            .collect();
+        let s = |decay: bool| StepScalars {
+            decay_factor: if decay { 0.999 } else { 1.0 },
             beta1: 0.9,
             beta2: 0.999,
             step_size: 1e-3,
@@ -291,25 +294,45 @@ mod tests {
             eps: 1e-8,
             grad_scale: 0.5,
         };
-        let (mut hp, mut hm, mut hv) = (p.clone(), m.clone(), v.clone());
-        update(&s, &mut hp, &g, &mut hm, &mut hv);
-
-        let t = |x: &[f32]| Tensor::from_slice(x, n, &Device::Cpu).unwrap();
-        let var = Var::from_slice(&p, n, &Device::Cpu).unwrap();
-        let (dm, dv) = device_update(&s, &var, &t(&g), &t(&m), &t(&v)).unwrap();
-        for (name, host, dev) in [
-            ("param", hp, var.as_tensor().clone()),
-            ("exp_avg", hm, dm),
-            ("exp_avg_sq", hv, dv),
-        ] {
-            let dev = dev.to_vec1::<f32>().unwrap();
-            let worst = host
-                .iter()
-                .zip(&dev)
-                .map(|(a, b)| (a - b).abs() / a.abs().max(1e-3))
-                .fold(0f32, f32::max);
-            assert!(worst < 1e-5, "{name}: relative difference {worst}");
+        let before: Vec<Vec<f32>> = vars
+            .iter()
+            .map(|v| v.as_tensor().to_vec1().unwrap())
+            .collect();
+        let mut state = flat::FlatState::new(&vars, &moments).unwrap();
+        state.step(&vars, &grads, &s(true)).unwrap();
+        assert!(
+            !state.tracks_graph(),
+            "the state records a graph: each step would keep the last one alive"
+        );
+        let mut after = moments.clone();
+        state.write_moments(&vars, &mut after).unwrap();
+        for (i, var) in vars.iter().enumerate() {
+            let (mut p, mut m) = (before[i].clone(), moments[i].clone());
+            if let Some(g) = &grads[i] {
+                let g = g.to_vec1::<f32>().unwrap();
+                update(&s(m.decay), &mut p, &g, &mut m.exp_avg, &mut m.exp_avg_sq);
+            }
+            let got = var.as_tensor().to_vec1::<f32>().unwrap();
+            for (name, want, got) in [
+                ("param", &p, &got),
+                ("exp_avg", &m.exp_avg, &after[i].exp_avg),
+                ("exp_avg_sq", &m.exp_avg_sq, &after[i].exp_avg_sq),
+            ] {
+                let worst = want
+                    .iter()
+                    .zip(got)
+                    .map(|(a, b)| (a - b).abs() / a.abs().max(1e-3))
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-5,
+                    "parameter {i} {name}: relative difference {worst}"
+                );
+            }
+            assert_eq!(
+                got != before[i],
+                grads[i].is_some(),
+                "parameter {i} updated"
+            );
         }
-        assert_ne!(var.as_tensor().to_vec1::<f32>().unwrap(), p, "no update");
     }
 }
