@@ -6,7 +6,8 @@ offline) with a fresh classification head on BBC News train.jsonl, then
 evaluates on validation.jsonl, and prints ONE JSON line:
 
     {"train_samples_per_s", "infer_samples_per_s", "peak_rss_mib",
-     "load_seconds", "accuracy", "steps"}
+     "load_seconds", "accuracy", "steps", "device", "precision",
+     "peak_gpu_mib"}
 
 Training: batches of --batch-size texts in a seeded shuffled order (reshuffled
 each epoch), tokenized per batch (padding to the longest, truncation at
@@ -18,6 +19,11 @@ convention, which attune-trainer follows too) with a linear schedule
 train_samples_per_s leaves out the first step (warm-up) when there are more.
 infer_samples_per_s covers the whole validation pass, tokenization included.
 load_seconds: loading tokenizer and model. peak_rss_mib: ru_maxrss.
+--device cuda trains and evaluates on the GPU (timers read after a synchronize;
+peak_gpu_mib is torch.cuda.max_memory_allocated, null on the CPU);
+--precision bf16|f16 trains under torch.autocast (f16 with a GradScaler), as
+attune-trainer's mixed precision keeps f32 master weights; evaluation stays
+fp32 on both sides.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ def main() -> int:
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "f16"], default="fp32")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be >= 1")
@@ -90,7 +98,18 @@ def main() -> int:
         id2label=dict(enumerate(labels)),
         label2id=label_id,
     )
-    load_seconds = time.perf_counter() - start
+    device = torch.device(args.device)
+    model.to(device)
+    cuda = device.type == "cuda"
+
+    def now() -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    load_seconds = now() - start
+    autocast_dtype = {"bf16": torch.bfloat16, "f16": torch.float16}.get(args.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "f16")
 
     def encode(rows: list[dict[str, str]]) -> dict[str, torch.Tensor]:
         return tokenizer(
@@ -99,7 +118,7 @@ def main() -> int:
             truncation=True,
             max_length=args.max_length,
             return_tensors="pt",
-        )
+        ).to(device)
 
     # Same grouping as attune-trainer (and trainer/python/torch_losses.py): decaying biases and
     # LayerNorm weights as well would make this a different optimizer, not a slower/faster one.
@@ -116,37 +135,40 @@ def main() -> int:
     scheduler = get_linear_schedule_with_warmup(optimizer, args.warmup_steps, args.steps)
     model.train()
     order: list[int] = []
-    timed_from = time.perf_counter()
+    timed_from = now()
     for step in range(args.steps):
         if step == 1:
-            timed_from = time.perf_counter()
+            timed_from = now()
         if len(order) < args.batch_size:
             epoch = list(range(len(train)))
             rng.shuffle(epoch)
             order += epoch
         rows = [train[i] for i in order[: args.batch_size]]
         del order[: args.batch_size]
-        logits = model(**encode(rows)).logits
-        target = torch.tensor([label_id[row["label"]] for row in rows])
-        loss = torch.nn.functional.cross_entropy(logits, target)
-        loss.backward()
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(**encode(rows)).logits
+        target = torch.tensor([label_id[row["label"]] for row in rows], device=device)
+        loss = torch.nn.functional.cross_entropy(logits.float(), target)
+        scaler.scale(loss).backward()
         if args.max_grad_norm > 0:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     timed_steps = args.steps - 1 if args.steps > 1 else 1
-    train_samples_per_s = timed_steps * args.batch_size / (time.perf_counter() - timed_from)
+    train_samples_per_s = timed_steps * args.batch_size / (now() - timed_from)
 
     model.eval()
     correct = 0
-    start = time.perf_counter()
+    start = now()
     with torch.inference_mode():
         for i in range(0, len(validation), args.eval_batch_size):
             rows = validation[i : i + args.eval_batch_size]
             predicted = model(**encode(rows)).logits.argmax(dim=-1).tolist()
             correct += sum(p == label_id[row["label"]] for p, row in zip(predicted, rows, strict=True))
-    infer_samples_per_s = len(validation) / (time.perf_counter() - start)
+    infer_samples_per_s = len(validation) / (now() - start)
 
     print(
         json.dumps(
@@ -157,6 +179,9 @@ def main() -> int:
                 "load_seconds": round(load_seconds, 3),
                 "accuracy": round(correct / len(validation), 4),
                 "steps": args.steps,
+                "device": args.device,
+                "precision": args.precision,
+                "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
             }
         )
     )

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use anyhow::Context;
 use attune_trainer::config::{JobConfig, ModelSource, TrainConfig};
@@ -288,7 +289,9 @@ fn progress_token(a: &TrainArgs) -> anyhow::Result<Option<Token>> {
 }
 
 fn predict(a: &PredictArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     let predictor = Predictor::load(&a.model, a.max_length, &select_device(&a.device)?)?;
+    let load_sec = started.elapsed().as_secs_f64();
     let texts: Vec<String> = match &a.input {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("reading {}", p.display()))?
@@ -298,7 +301,18 @@ fn predict(a: &PredictArgs) -> anyhow::Result<ExitCode> {
         None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
     };
     let texts: Vec<String> = texts.into_iter().filter(|t| !t.trim().is_empty()).collect();
+    let started = Instant::now();
     let logits = predictor.logits(&texts, a.batch_size)?;
+    let inference_sec = started.elapsed().as_secs_f64();
+    // The benchmarks read samples_per_sec: inference alone (tokenization included), without
+    // process start, model load and, on a GPU, CUDA's initialisation.
+    tracing::info!(
+        texts = texts.len(),
+        load_sec,
+        inference_sec,
+        samples_per_sec = texts.len() as f64 / inference_sec.max(1e-9),
+        "predicted"
+    );
     if let Some(p) = &a.logits_json {
         let json = serde_json::json!({ "logits": logits });
         std::fs::write(p, serde_json::to_vec(&json)?)
