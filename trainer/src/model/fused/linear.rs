@@ -4,11 +4,12 @@
 //! add, reshape), and candle's backward zero-fills a fresh buffer and adds into it for every
 //! node's gradient: on MiniLM those fills and adds were a quarter of a training step. Here the
 //! bias seeds the output and gemm accumulates onto it (no separate bias pass, no zero fill), and
-//! the backward is three matmuls/reductions straight to dx, dw and db.
+//! the backward is two matmuls and a threaded column sum straight to dx, dw and db.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor, bail};
+use rayon::prelude::*;
 
-use super::{Real, contiguous};
+use super::{Real, contiguous, last_dim};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Linear;
@@ -179,7 +180,62 @@ impl CustomOp3 for Linear {
         let g = grad.reshape((rows, n))?;
         let dx = g.matmul(&w.detach())?.reshape(x.shape())?;
         let dw = g.t()?.matmul(&x.detach().reshape((rows, k))?)?;
-        let db = g.sum(0)?;
+        let db = g.apply_op1_no_bwd(&ColumnSum)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Column sums of a (rows, n) matrix: the bias gradient. candle's `sum(0)` walks the matrix
+/// on one thread in a strided order (7 % of a MiniLM training step); here each task owns a
+/// block of columns and adds the rows in order, so the result is the same for any number of
+/// threads.
+#[derive(Debug, Clone, Copy)]
+struct ColumnSum;
+
+/// Columns per task: 64 f32 are one 256-byte stretch of each row.
+const COLUMNS_PER_TASK: usize = 64;
+
+fn column_sums<T: Real>(g: &[T], n: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); n];
+    out.par_chunks_mut(COLUMNS_PER_TASK)
+        .enumerate()
+        .for_each(|(block, acc)| {
+            let (c0, width) = (block * COLUMNS_PER_TASK, acc.len());
+            for row in g.chunks_exact(n) {
+                for (a, &v) in acc.iter_mut().zip(&row[c0..c0 + width]) {
+                    *a = *a + v;
+                }
+            }
+        });
+    out
+}
+
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "attune-column-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let n = last_dim(l);
+        let out = float_kernel!(self.name(), [(s, l, g)], column_sums(g, n));
+        Ok((out, Shape::from(n)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several column blocks, the last one partial: every column is its rows added in order.
+    #[test]
+    fn column_sums_add_each_column_in_row_order() {
+        let (rows, n) = (37, 2 * COLUMNS_PER_TASK + 22);
+        let g: Vec<f32> = (0..rows * n)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
+        let want: Vec<f32> = (0..n)
+            .map(|c| (0..rows).fold(0.0, |acc, r| acc + g[r * n + c]))
+            .collect();
+        assert_eq!(column_sums(&g, n), want);
     }
 }
