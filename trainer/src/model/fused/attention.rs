@@ -10,6 +10,7 @@
 //! between the passes).
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::linear::{Gemm, Strided};
@@ -141,10 +142,24 @@ fn probabilities<T: Real + 'static>(
 fn apply_dropout<T: Real>(p: &mut [T], dropout: Option<&[f32]>, b: usize, h: usize, d: &Dims) {
     if let Some(drop) = dropout {
         let n = d.seq * d.seq;
-        let m = &drop[(b * d.heads + h) * n..][..n];
-        p.iter_mut()
-            .zip(m)
-            .for_each(|(v, &m)| *v = *v * T::lit(f64::from(m)));
+        multiply(p, &drop[(b * d.heads + h) * n..][..n]);
+    }
+}
+
+/// `p ⊙= m`, for AVX-512 and AVX2 too (see `softmax_row`).
+#[multiversion(targets = "simd")]
+fn multiply<T: Real>(p: &mut [T], m: &[f32]) {
+    p.iter_mut()
+        .zip(m)
+        .for_each(|(v, &m)| *v = *v * T::lit(f64::from(m)));
+}
+
+/// One row of softmax's backward, in place: dS = scale · P ⊙ (dP − Σ_j dP ⊙ P).
+#[multiversion(targets = "simd")]
+fn softmax_backward_row<T: Real>(dp: &mut [T], p: &[T], scale: T) {
+    let dot: T = dp.iter().zip(p).map(|(&a, &b)| a * b).sum();
+    for (g, &pv) in dp.iter_mut().zip(p) {
+        *g = scale * pv * (*g - dot);
     }
 }
 
@@ -256,10 +271,7 @@ fn backward<T: Real + WithDType + 'static>(
                 apply_dropout(&mut dp, dropout, b, h, &d);
                 // dS = scale · P ⊙ (dP − Σ_j dP ⊙ P), row by row.
                 for (dp_row, p_row) in dp.chunks_mut(d.seq).zip(p.chunks(d.seq)) {
-                    let dot: T = dp_row.iter().zip(p_row).map(|(&a, &b)| a * b).sum();
-                    for (g, &pv) in dp_row.iter_mut().zip(p_row) {
-                        *g = scale * pv * (*g - dot);
-                    }
+                    softmax_backward_row(dp_row, p_row, scale);
                 }
                 // dq_h = dS · k_h;  dk_h = dSᵀ · q_h.
                 gemm_into_head(dq, h, &d, square(&dp, d.seq, false), head(k, h, &d), d.seq);

@@ -1,11 +1,13 @@
 //! LayerNorm over the last dimension, with its backward fused into one pass.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::{CHUNK, Real, contiguous, last_dim};
 
 /// Mean and 1/std (biased variance, as PyTorch) of one row.
+#[inline(always)]
 fn row_stats<T: Real>(row: &[T], eps: f64) -> (T, T) {
     let n = T::lit(row.len() as f64);
     let mean = row.iter().copied().sum::<T>() / n;
@@ -19,13 +21,17 @@ fn layer_norm_rows<T: Real>(x: &[T], g: &[T], b: &[T], eps: f64) -> Vec<T> {
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
         .with_min_len(CHUNK / dim + 1)
-        .for_each(|(o, row)| {
-            let (mean, rstd) = row_stats(row, eps);
-            for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(g).zip(b) {
-                *o = (v - mean) * rstd * g + b;
-            }
-        });
+        .for_each(|(o, row)| normalize_row(o, row, g, b, eps));
     out
+}
+
+/// One row of the forward pass, for AVX-512 and AVX2 too (see `softmax::softmax_row`).
+#[multiversion(targets = "simd")]
+fn normalize_row<T: Real>(o: &mut [T], row: &[T], g: &[T], b: &[T], eps: f64) {
+    let (mean, rstd) = row_stats(row, eps);
+    for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(g).zip(b) {
+        *o = (v - mean) * rstd * g + b;
+    }
 }
 
 /// LayerNorm's backward: `rows` rows of dx, then one row of dγ and one of dβ.
