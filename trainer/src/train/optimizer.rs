@@ -12,6 +12,7 @@ mod flat;
 use std::cell::RefCell;
 
 use candle_core::{CpuStorage, Layout, Tensor, Var};
+use multiversion::multiversion;
 
 use crate::error::{Error, Result};
 
@@ -69,6 +70,8 @@ struct StepScalars {
     grad_scale: f32,
 }
 
+/// For AVX-512 and AVX2 too, chosen at run time (the default x86-64 target has only SSE2).
+#[multiversion(targets = "simd")]
 fn update(s: &StepScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     let (b1, b2) = (s.beta1, s.beta2);
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {

@@ -52,22 +52,7 @@ fn layer_norm_grad_rows<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64) -> Vec<T>
             let mut dgamma = vec![T::zero(); dim];
             let mut dbeta = vec![T::zero(); dim];
             for ((dx, x), dy) in dx.chunks_mut(dim).zip(x.chunks(dim)).zip(dy.chunks(dim)) {
-                let (mean, rstd) = row_stats(x, eps);
-                let mut m1 = T::zero();
-                let mut m2 = T::zero();
-                for i in 0..dim {
-                    let xhat = (x[i] - mean) * rstd;
-                    let dxhat = dy[i] * g[i];
-                    m1 = m1 + dxhat;
-                    m2 = m2 + dxhat * xhat;
-                    dgamma[i] = dgamma[i] + dy[i] * xhat;
-                    dbeta[i] = dbeta[i] + dy[i];
-                }
-                let (m1, m2) = (m1 / n, m2 / n);
-                for i in 0..dim {
-                    let xhat = (x[i] - mean) * rstd;
-                    dx[i] = rstd * (dy[i] * g[i] - m1 - xhat * m2);
-                }
+                grad_row(dx, x, dy, g, eps, n, (&mut dgamma, &mut dbeta));
             }
             (dgamma, dbeta)
         })
@@ -86,6 +71,37 @@ fn layer_norm_grad_rows<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64) -> Vec<T>
     params[..dim].copy_from_slice(&dgamma);
     params[dim..].copy_from_slice(&dbeta);
     out
+}
+
+/// One row of the backward: dx, and its dγ, dβ terms added to `acc`. For AVX-512 and AVX2 too
+/// (see `softmax::softmax_row`).
+#[multiversion(targets = "simd")]
+fn grad_row<T: Real>(
+    dx: &mut [T],
+    x: &[T],
+    dy: &[T],
+    g: &[T],
+    eps: f64,
+    n: T,
+    acc: (&mut [T], &mut [T]),
+) {
+    let (dgamma, dbeta) = acc;
+    let (mean, rstd) = row_stats(x, eps);
+    let mut m1 = T::zero();
+    let mut m2 = T::zero();
+    for i in 0..g.len() {
+        let xhat = (x[i] - mean) * rstd;
+        let dxhat = dy[i] * g[i];
+        m1 = m1 + dxhat;
+        m2 = m2 + dxhat * xhat;
+        dgamma[i] = dgamma[i] + dy[i] * xhat;
+        dbeta[i] = dbeta[i] + dy[i];
+    }
+    let (m1, m2) = (m1 / n, m2 / n);
+    for i in 0..g.len() {
+        let xhat = (x[i] - mean) * rstd;
+        dx[i] = rstd * (dy[i] * g[i] - m1 - xhat * m2);
+    }
 }
 
 /// LayerNorm over the last dimension: `(x − mean) / sqrt(var + eps) · gamma + beta`, biased
