@@ -14,7 +14,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::linear::{Gemm, Strided};
-use super::softmax::softmax_row;
+use super::softmax::{softmax_backward_row, softmax_row};
 use super::{Real, contiguous};
 
 /// The attention of one layer: the additive key mask (batch, seq), the dropout multipliers
@@ -152,15 +152,6 @@ fn multiply<T: Real>(p: &mut [T], m: &[f32]) {
     p.iter_mut()
         .zip(m)
         .for_each(|(v, &m)| *v = *v * T::lit(f64::from(m)));
-}
-
-/// One row of softmax's backward, in place: dS = scale · P ⊙ (dP − Σ_j dP ⊙ P).
-#[multiversion(targets = "simd")]
-fn softmax_backward_row<T: Real>(dp: &mut [T], p: &[T], scale: T) {
-    let dot: T = dp.iter().zip(p).map(|(&a, &b)| a * b).sum();
-    for (g, &pv) in dp.iter_mut().zip(p) {
-        *g = scale * pv * (*g - dot);
-    }
 }
 
 fn forward<T: Real + WithDType + 'static>(

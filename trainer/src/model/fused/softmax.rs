@@ -39,17 +39,22 @@ pub(super) fn softmax_row<T: Real>(row: &mut [T], bias: Option<&[T]>) {
 
 /// dx = y ⊙ (dy − Σ dy ⊙ y), row by row.
 fn softmax_grad_rows<T: Real>(y: &[T], dy: &[T], dim: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); y.len()];
+    let mut out = dy.to_vec();
     out.par_chunks_mut(dim)
-        .zip(y.par_chunks(dim).zip(dy.par_chunks(dim)))
+        .zip(y.par_chunks(dim))
         .with_min_len(CHUNK / dim + 1)
-        .for_each(|(dx, (y, dy))| {
-            let s: T = y.iter().zip(dy).map(|(&a, &b)| a * b).sum();
-            for ((o, &a), &b) in dx.iter_mut().zip(y).zip(dy) {
-                *o = a * (b - s);
-            }
-        });
+        .for_each(|(dx, y)| softmax_backward_row(dx, y, T::one()));
     out
+}
+
+/// One row of softmax's backward in place: `g` holds dy and becomes scale · y ⊙ (dy − Σ dy ⊙ y).
+/// For AVX-512 and AVX2 too (see `softmax_row`).
+#[multiversion(targets = "simd")]
+pub(super) fn softmax_backward_row<T: Real>(g: &mut [T], y: &[T], scale: T) {
+    let dot: T = g.iter().zip(y).map(|(&a, &b)| a * b).sum();
+    for (g, &pv) in g.iter_mut().zip(y) {
+        *g = scale * pv * (*g - dot);
+    }
 }
 
 /// Softmax over the last dimension.
