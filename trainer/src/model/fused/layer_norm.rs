@@ -4,14 +4,14 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::{CHUNK, Real, contiguous, last_dim};
+use super::{CHUNK, Real, contiguous, lane_sum, last_dim};
 
 /// Mean and 1/std (biased variance, as PyTorch) of one row.
 #[inline(always)]
 fn row_stats<T: Real>(row: &[T], eps: f64) -> (T, T) {
     let n = T::lit(row.len() as f64);
-    let mean = row.iter().copied().sum::<T>() / n;
-    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / n;
+    let mean = lane_sum(row.len(), |i| row[i]) / n;
+    let var = lane_sum(row.len(), |i| (row[i] - mean) * (row[i] - mean)) / n;
     (mean, (var + T::lit(eps)).sqrt().recip())
 }
 
@@ -87,19 +87,15 @@ fn grad_row<T: Real>(
 ) {
     let (dgamma, dbeta) = acc;
     let (mean, rstd) = row_stats(x, eps);
-    let mut m1 = T::zero();
-    let mut m2 = T::zero();
-    for i in 0..g.len() {
+    let dim = g.len();
+    let (dx, x, dy) = (&mut dx[..dim], &x[..dim], &dy[..dim]);
+    let (dgamma, dbeta) = (&mut dgamma[..dim], &mut dbeta[..dim]);
+    let m1 = lane_sum(dim, |i| dy[i] * g[i]) / n;
+    let m2 = lane_sum(dim, |i| dy[i] * g[i] * ((x[i] - mean) * rstd)) / n;
+    for i in 0..dim {
         let xhat = (x[i] - mean) * rstd;
-        let dxhat = dy[i] * g[i];
-        m1 = m1 + dxhat;
-        m2 = m2 + dxhat * xhat;
         dgamma[i] = dgamma[i] + dy[i] * xhat;
         dbeta[i] = dbeta[i] + dy[i];
-    }
-    let (m1, m2) = (m1 / n, m2 / n);
-    for i in 0..g.len() {
-        let xhat = (x[i] - mean) * rstd;
         dx[i] = rstd * (dy[i] * g[i] - m1 - xhat * m2);
     }
 }

@@ -30,18 +30,28 @@ pub(crate) trait Real: Float + Send + Sync + std::iter::Sum {
 /// 1.5·2²³ trick, clamping by min/max), so loops over it vectorise; glibc's `expf` was 9 % of a
 /// training step (softmax, GELU). Relative error < 3e-7 (`tests::exp_fast_matches_std`);
 /// inputs below −87.3 give ~1e-38 instead of 0, which every caller multiplies away.
+///
+/// 2ⁿ comes from the bits of the rounded sum, not from `n as i32`: Rust's saturating float →
+/// int cast has no vector instruction, so LLVM split every vector into 16 scalar conversions
+/// (over half of GELU's and softmax's time).
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // |n| ≤ 128 sits in the low mantissa bits of `rounded`: its bits are ROUND's + n.
+    let rounded = x * std::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let biased = rounded
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    er * f32::from_bits(biased << 23)
 }
 
 impl Real for f32 {
@@ -90,6 +100,52 @@ impl Real for f64 {
     fn lit(v: f64) -> Self {
         v
     }
+}
+
+/// Running sums kept by [`lane_sum`]: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// Σ term(i) for i < n, in a fixed order that vectorises: element i goes to running sum
+/// i mod [`LANES`], and the running sums are then added pairwise. A left-to-right sum is one
+/// dependent add per element (it was half of softmax's time); this order is as deterministic
+/// (it depends on n only, never on threads), just not the same bits.
+#[inline(always)]
+pub(crate) fn lane_sum<T: Real>(n: usize, term: impl Fn(usize) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let full = n - n % LANES;
+    for base in (0..full).step_by(LANES) {
+        for (lane, a) in acc.iter_mut().enumerate() {
+            *a = *a + term(base + lane);
+        }
+    }
+    for (a, i) in acc.iter_mut().zip(full..n) {
+        *a = *a + term(i);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for lane in 0..width {
+            acc[lane] = acc[lane] + acc[lane + width];
+        }
+    }
+    acc[0]
+}
+
+/// The largest element (−∞ for none), [`LANES`] at a time. Max is exact in any order, so
+/// this is the same value as a left-to-right fold, without the dependent chain.
+#[inline(always)]
+pub(crate) fn lane_max<T: Real>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = a.max(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(v);
+    }
+    acc.into_iter().fold(T::neg_infinity(), T::max)
 }
 
 /// The contiguous slice behind a layout, or a clear error naming the op and operand.

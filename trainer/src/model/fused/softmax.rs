@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, bail}
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::{CHUNK, Real, contiguous, last_dim};
+use super::{CHUNK, Real, contiguous, lane_max, lane_sum, last_dim};
 
 /// Softmax of each row of `x` (rows of `dim`), after adding `bias` when given: one bias row of
 /// `dim` per `rows_per_bias` consecutive rows (the attention mask: one per sequence, shared by
@@ -23,16 +23,16 @@ fn softmax_rows<T: Real>(x: &[T], dim: usize, bias: Option<(&[T], usize)>) -> Ve
 
 /// Softmax of one row in place, after adding `bias` (same length) when given. Compiled for
 /// AVX-512 and AVX2 as well (`multiversion`, chosen at run time: the default x86-64 target has
-/// only SSE2); the exponentials are a loop of their own so that they vectorise, the sum then
-/// adds them in order, as before.
+/// only SSE2); the exponentials are a loop of their own so that they vectorise, and so do the
+/// max and the sum (`lane_max`, `lane_sum`).
 #[multiversion(targets = "simd")]
 pub(super) fn softmax_row<T: Real>(row: &mut [T], bias: Option<&[T]>) {
     if let Some(b) = bias {
         row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b);
     }
-    let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+    let max = lane_max(row);
     row.iter_mut().for_each(|v| *v = (*v - max).exp_fast());
-    let sum = row.iter().fold(T::zero(), |s, &v| s + v);
+    let sum = lane_sum(row.len(), |i| row[i]);
     let inv = sum.recip();
     row.iter_mut().for_each(|v| *v = *v * inv);
 }
@@ -51,7 +51,8 @@ fn softmax_grad_rows<T: Real>(y: &[T], dy: &[T], dim: usize) -> Vec<T> {
 /// For AVX-512 and AVX2 too (see `softmax_row`).
 #[multiversion(targets = "simd")]
 pub(super) fn softmax_backward_row<T: Real>(g: &mut [T], y: &[T], scale: T) {
-    let dot: T = g.iter().zip(y).map(|(&a, &b)| a * b).sum();
+    let y = &y[..g.len()];
+    let dot = lane_sum(g.len(), |i| g[i] * y[i]);
     for (g, &pv) in g.iter_mut().zip(y) {
         *g = scale * pv * (*g - dot);
     }
