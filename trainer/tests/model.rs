@@ -233,10 +233,11 @@ fn value_and_grads(
 
 #[test]
 fn fused_kernels_match_composed_ops_forward_and_backward() {
+    use attune_trainer::model::dropout::{DropoutMask, dropout_mask};
     use attune_trainer::model::layers::{
-        DropoutMask, attention, attention_composed, gelu, gelu_composed, layer_norm,
-        layer_norm_composed, linear, linear_composed, masked_softmax, masked_softmax_composed,
-        softmax_last, softmax_last_composed,
+        attention, attention_composed, gelu, gelu_composed, layer_norm, layer_norm_composed,
+        linear, linear_composed, masked_softmax, masked_softmax_composed, softmax_last,
+        softmax_last_composed,
     };
     let mut rng = TrainRng::new(8, 8);
     // 2 × 700 rows of 24: more rows than one parallel task takes, so the threaded paths run.
@@ -279,7 +280,7 @@ fn fused_kernels_match_composed_ops_forward_and_backward() {
     let amask = mask.as_tensor().detach();
     for dropout in [None, Some(0.3f32)] {
         let drop = dropout
-            .map(|p| attune_trainer::model::layers::dropout_mask(2 * 3 * 24 * 24, p, &mut rng))
+            .map(|p| dropout_mask(2 * 3 * 24 * 24, p, &mut rng))
             .map(DropoutMask::Host);
         let inputs: Vec<&Var> = qkv.iter().collect();
         let (y1, g1) = value_and_grads(&inputs, &aw, |t| {

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use super::config::{Family, ModelConfig};
-use super::layers::{
-    accumulate_dtype, attention, attention_bias, draw_dropout, dropout, gelu, layer_norm, linear,
-};
+use super::dropout::{draw_dropout, dropout};
+use super::layers::{accumulate_dtype, attention, attention_bias, gelu, layer_norm, linear};
 use crate::error::{Error, Result};
 use crate::rng::TrainRng;
 

@@ -5,10 +5,10 @@
 //! gradients; the softmax subtracts a *detached* max, which leaves the value and the gradient
 //! unchanged (softmax is shift-invariant) but saves a backward branch.
 
-use candle_core::{D, DType, Device, Shape, Tensor};
+use candle_core::{D, DType, Tensor};
 
+use super::dropout::DropoutMask;
 use crate::error::Result;
-use crate::rng::TrainRng;
 
 /// `x · wᵀ + b` over the last dimension, any number of leading dimensions. One fused node on
 /// CPU (`fused::Linear`), composed elsewhere.
@@ -92,7 +92,7 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Multi-head attention core: `softmax(q·kᵀ/√d + mask) · v` per head, with the dropout
-/// multipliers (batch, heads, seq, seq in row-major order, from [`draw_dropout`]) applied to the
+/// multipliers (batch, heads, seq, seq in row-major order, from [`super::dropout::draw_dropout`]) applied to the
 /// probabilities when given. `q`, `k`, `v` are (batch, seq, hidden) projections, `mask` the
 /// additive (batch, 1, 1, seq) bias; returns the (batch, seq, hidden) context. One fused node on
 /// CPU (`fused::Attention`), composed elsewhere.
@@ -193,85 +193,6 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     Ok((picked.sum_all()? / -batch)?)
 }
 
-/// Inverted dropout. `rng == None` means evaluation mode: the identity.
-pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut TrainRng>) -> Result<Tensor> {
-    let Some(rng) = rng else {
-        return Ok(x.clone());
-    };
-    if p <= 0.0 {
-        return Ok(x.clone());
-    }
-    let mask = draw_dropout(x.shape(), p, rng, x.device())?;
-    Ok((x * mask.into_tensor(x.shape(), x.device(), x.dtype())?)?)
-}
-
-/// Inverted-dropout multipliers for one tensor: each 0 (probability `p`) or 1/(1−p).
-#[derive(Debug, Clone)]
-pub enum DropoutMask {
-    /// From our seeded generator, in draw order (CPU: candle's CPU RNG cannot be seeded, and a
-    /// resumed run must draw exactly what the uninterrupted one did).
-    Host(Vec<f32>),
-    /// From the GPU's generator (curand, seeded per run by the runner), f32: drawing tens of
-    /// millions of values per step on the host and copying them up would cost more than the
-    /// step itself.
-    Device(Tensor),
-}
-
-impl DropoutMask {
-    fn into_host(self) -> Option<Vec<f32>> {
-        match self {
-            Self::Host(v) => Some(v),
-            Self::Device(_) => None,
-        }
-    }
-
-    /// The multipliers as a tensor of `shape` on `device` in `dtype`.
-    pub fn into_tensor(self, shape: &Shape, device: &Device, dtype: DType) -> Result<Tensor> {
-        let t = match self {
-            Self::Host(v) => Tensor::from_vec(v, shape, device)?,
-            Self::Device(t) => t.reshape(shape)?,
-        };
-        Ok(t.to_dtype(dtype)?)
-    }
-}
-
-/// Draws a [`DropoutMask`] for a tensor of `shape`: on the host for the CPU, on the device
-/// otherwise.
-pub fn draw_dropout(
-    shape: &Shape,
-    p: f32,
-    rng: &mut TrainRng,
-    device: &Device,
-) -> Result<DropoutMask> {
-    if device.is_cpu() {
-        return Ok(DropoutMask::Host(dropout_mask(shape.elem_count(), p, rng)));
-    }
-    Ok(DropoutMask::Device(device_mask(shape, p, device)?))
-}
-
-/// Multipliers from candle's generator on `device` (f32, as curand draws only f32/f64).
-fn device_mask(shape: &Shape, p: f32, device: &Device) -> Result<Tensor> {
-    let keep = Tensor::rand(0f32, 1f32, shape, device)?.ge(f64::from(p))?;
-    let scale = 1.0 / (1.0 - f64::from(p));
-    Ok(keep.to_dtype(DType::F32)?.affine(scale, 0.0)?)
-}
-
-/// `n` inverted-dropout multipliers, each 0 (probability `p`) or 1/(1−p), in draw order.
-pub fn dropout_mask(n: usize, p: f32, rng: &mut TrainRng) -> Vec<f32> {
-    let scale = 1.0 / (1.0 - p);
-    // Compare raw 32-bit draws against a threshold: one integer compare per element.
-    let threshold = (f64::from(p) * f64::from(u32::MAX)) as u32;
-    (0..n)
-        .map(|_| {
-            if rng.next_u32() > threshold {
-                scale
-            } else {
-                0.0
-            }
-        })
-        .collect()
-}
-
 /// Additive attention bias (batch, 1, 1, seq): 0 for real tokens, the most negative f32 for
 /// padding, as transformers builds it.
 pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
@@ -293,27 +214,4 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 /// candle's GELU (any device).
 pub fn gelu_composed(x: &Tensor) -> Result<Tensor> {
     Ok(x.gelu_erf()?)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    /// The GPU's masks are only drawn there; the same ops run on CPU tensors here.
-    #[test]
-    fn device_masks_drop_p_and_scale_the_rest() {
-        let p = 0.1f32;
-        let m = device_mask(&(200, 1000).into(), p, &Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let dropped = m.iter().filter(|&&v| v == 0.0).count() as f64 / m.len() as f64;
-        // 200k Bernoulli(0.1) draws: the standard deviation of the fraction is 0.00067.
-        assert!((dropped - 0.1).abs() < 0.005, "dropped {dropped}");
-        let kept = 1.0 / (1.0 - p);
-        assert!(m.iter().all(|&v| v == 0.0 || (v - kept).abs() < 1e-6));
-    }
 }

@@ -5,6 +5,7 @@
 //! they see every optimizer update) but build no autograd graph.
 
 pub mod config;
+pub mod dropout;
 pub mod encoder;
 pub mod fused;
 pub mod layers;

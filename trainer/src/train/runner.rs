@@ -284,7 +284,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         precision: t.precision,
     });
     if !opts.device.is_cpu() {
-        // Dropout masks are drawn on the GPU there (`layers::DropoutMask::Device`): seeded by
+        // Dropout masks are drawn on the GPU there (`dropout::DropoutMask::Device`): seeded by
         // the run's seed and the first step, so a run is repeatable, and a resumed one draws
         // fresh masks rather than replaying the first steps' (bit-for-bit resume is a CPU
         // guarantee).
