@@ -84,15 +84,15 @@ impl Predictor {
                 })
             })
             .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(texts.len());
         let idx: Vec<usize> = (0..encoded.len()).collect();
-        for chunk in idx.chunks(batch_size.max(1)) {
+        let chunks: Vec<&[usize]> = idx.chunks(batch_size.max(1)).collect();
+        let batches = self.model.map_batches(&chunks, |chunk| {
             let batch = collate(&encoded, chunk, self.tokenizer.pad_id);
             let inputs = self.model.inputs(&batch)?;
             let logits = self.model.forward(&self.weights, &inputs, None)?;
-            out.extend(logits.to_vec2::<f32>()?);
-        }
-        Ok(out)
+            Ok(logits.to_vec2::<f32>()?)
+        })?;
+        Ok(batches.into_iter().flatten().collect())
     }
 
     /// Top label and softmax score for each logits row.

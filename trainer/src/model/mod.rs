@@ -15,6 +15,7 @@ pub mod weights;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 pub use config::{Family, ModelConfig};
 pub use encoder::{Inputs, WeightMap};
@@ -154,6 +155,24 @@ impl Classifier {
         let hidden = encoder::encode(&self.config, weights, inputs, rng.as_deref_mut())?;
         let logits = encoder::classify(&self.config, weights, &hidden, rng)?;
         Ok(logits.to_dtype(layers::accumulate_dtype(logits.dtype()))?)
+    }
+
+    /// `f` applied to every batch of an inference pass, results in batch order. On the CPU the
+    /// batches run side by side, one per rayon thread (the ops inside still split their work
+    /// when a thread is free): on two cores predict ran ~1.4× faster than batch after batch
+    /// with every op split across both, as gemm's two-thread split and the small ops between
+    /// products leave a core idle. Each batch's result is the same either way. On a GPU the
+    /// batches run in order, on the one stream.
+    pub fn map_batches<B: Sync, T: Send>(
+        &self,
+        batches: &[B],
+        f: impl Fn(&B) -> Result<T> + Sync + Send,
+    ) -> Result<Vec<T>> {
+        if self.device.is_cpu() {
+            batches.par_iter().map(f).collect()
+        } else {
+            batches.iter().map(f).collect()
+        }
     }
 
     /// Encoder output only (for comparing with transformers' `last_hidden_state`).

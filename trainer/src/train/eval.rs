@@ -16,18 +16,23 @@ pub fn evaluate(
     batcher: &Batcher,
     pad_id: u32,
 ) -> Result<EvalMetrics> {
-    let mut loss_sum = 0f64;
-    let mut targets = Vec::with_capacity(examples.len());
-    let mut preds = Vec::with_capacity(examples.len());
-    for idx in batcher.eval(examples) {
-        let batch = collate(examples, &idx, pad_id);
+    let batches = model.map_batches(&batcher.eval(examples), |idx| {
+        let batch = collate(examples, idx, pad_id);
         let inputs = model.inputs(&batch)?;
         let logits = model.forward(weights, &inputs, None)?;
         let labels = Tensor::from_slice(&batch.labels, batch.size, &model.device)?;
         let loss = cross_entropy(&logits, &labels)?.to_scalar::<f32>()?;
-        loss_sum += f64::from(loss) * batch.size as f64;
-        preds.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
-        targets.extend_from_slice(&batch.labels);
+        let preds = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        Ok((loss, preds, batch.labels))
+    })?;
+    // Added up in batch order, whatever order the batches ran in.
+    let mut loss_sum = 0f64;
+    let mut targets = Vec::with_capacity(examples.len());
+    let mut preds = Vec::with_capacity(examples.len());
+    for (loss, batch_preds, labels) in batches {
+        loss_sum += f64::from(loss) * labels.len() as f64;
+        preds.extend(batch_preds);
+        targets.extend(labels);
     }
     let (accuracy, macro_f1) = accuracy_f1(&targets, &preds);
     Ok(EvalMetrics {
