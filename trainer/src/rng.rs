@@ -44,6 +44,12 @@ impl TrainRng {
         }
     }
 
+    /// A generator of its own, seeded by one draw from this one: for work that runs side by
+    /// side (training shards) yet must draw the same numbers on every run.
+    pub fn split(&mut self) -> Self {
+        Self(Xoshiro256PlusPlus::seed_from_u64(self.next_u64()))
+    }
+
     /// Raw 64-bit draw: the seed of an indexable stream ([`split_mix`]).
     pub fn next_u64(&mut self) -> u64 {
         self.0.random::<u64>()

@@ -8,6 +8,7 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod schedule;
+pub mod shards;
 
 pub use metrics::EvalMetrics;
 pub use precision::{LossScaler, Precision};

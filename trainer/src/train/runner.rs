@@ -14,6 +14,7 @@ use super::optimizer::{AdamW, AdamWConfig, clip_factor, global_norm};
 use super::precision::LossScaler;
 use super::progress::{Event, Progress};
 use super::schedule::LinearSchedule;
+use super::shards::Step;
 use crate::checkpoint::{self, CheckpointState};
 use crate::config::JobConfig;
 use crate::data::{Batch, Batcher, TextTokenizer, batch::collate, load_dataset};
@@ -21,7 +22,7 @@ use crate::device::device_name;
 use crate::error::{Error, Result};
 use crate::export::{ExportInput, Provenance, export};
 use crate::hub;
-use crate::model::{Classifier, Family, ModelConfig, layers::cross_entropy};
+use crate::model::{Classifier, Family, ModelConfig};
 use crate::rng::TrainRng;
 
 /// Everything `run` needs besides the job config.
@@ -311,31 +312,21 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         let train_weights = model.weights_in(compute)?;
         let mut acc: Vec<Option<Tensor>> = vec![None; vars.len()];
         let mut loss_sum = 0f64;
+        let batch_step = Step {
+            model: &model,
+            weights: &train_weights,
+            vars: &vars,
+            examples: &train_enc,
+            pad_id: tokenizer.pad_id,
+            loss_scale: scaler.scale,
+        };
         for idx in &batches[pos..group_end] {
-            let batch = collate(&train_enc, idx, tokenizer.pad_id);
             if let Some((f, p)) = dump.as_mut() {
-                dump_batch(f, p, &batch)?;
+                dump_batch(f, p, &collate(&train_enc, idx, tokenizer.pad_id))?;
             }
-            let inputs = model.inputs(&batch)?;
-            let labels_t = Tensor::from_slice(&batch.labels, batch.size, &opts.device)?;
             let rng_opt = if t.dropout { Some(&mut rng) } else { None };
-            let logits = model.forward(&train_weights, &inputs, rng_opt)?;
-            let loss = cross_entropy(&logits, &labels_t)?;
-            loss_sum += f64::from(loss.to_scalar::<f32>()?);
-            let grads = if scaler.scale == 1.0 {
-                loss.backward()?
-            } else {
-                (loss * scaler.scale)?.backward()?
-            };
-            for (slot, var) in acc.iter_mut().zip(&vars) {
-                if let Some(g) = grads.get(var.as_tensor()) {
-                    *slot = Some(match slot.take() {
-                        None => g.clone(),
-                        Some(a) => (a + g)?,
-                    });
-                }
-            }
-            window.1 += batch.size;
+            loss_sum += batch_step.accumulate(idx, rng_opt, &mut acc)?;
+            window.1 += idx.len();
         }
         let micro = group_end - pos;
         pos = group_end;
