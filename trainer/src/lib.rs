@@ -18,6 +18,7 @@ pub mod hub;
 pub mod model;
 pub mod predict;
 pub mod rng;
+pub mod threads;
 pub mod train;
 
 pub use error::{Error, Result};

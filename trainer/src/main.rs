@@ -339,6 +339,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 fn main() -> ExitCode {
     attune_trainer::alloc::tune();
+    attune_trainer::threads::tune_candle();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
