@@ -7,75 +7,88 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use attune_trainer::data::Batch;
-use attune_trainer::model::{Classifier, ModelConfig, layers::cross_entropy};
+use attune_trainer::data::{Encoded, batch::collate};
+use attune_trainer::model::{Classifier, ModelConfig};
 use attune_trainer::rng::TrainRng;
 use attune_trainer::train::optimizer::{AdamW, AdamWConfig};
-use candle_core::{Device, Tensor};
+use attune_trainer::train::shards::Step;
+use candle_core::Device;
 
-// The same allocator as the attune-trainer binary, so the numbers are the binary's.
+// The same allocator (and, in `main`, the same process tuning) as the attune-trainer binary, so
+// the numbers are the binary's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn batch(size: usize, seq: usize, vocab: usize, rng: &mut TrainRng) -> Batch {
-    let n = size * seq;
-    let mut input_ids: Vec<u32> = (0..n).map(|_| 5 + rng.below(vocab - 5) as u32).collect();
-    for r in 0..size {
-        input_ids[r * seq] = 2;
-    }
-    Batch {
-        size,
-        seq_len: seq,
-        input_ids,
-        token_type_ids: vec![0; n],
-        attention_mask: vec![1; n],
-        labels: (0..size).map(|i| (i % 5) as u32).collect(),
-    }
+/// `size` random rows of `seq` tokens (a [CLS]-like id first), labels cycling over 5 classes.
+fn examples(size: usize, seq: usize, vocab: usize, rng: &mut TrainRng) -> Vec<Encoded> {
+    (0..size)
+        .map(|r| {
+            let mut input_ids: Vec<u32> =
+                (0..seq).map(|_| 5 + rng.below(vocab - 5) as u32).collect();
+            input_ids[0] = 2;
+            Encoded {
+                input_ids,
+                token_type_ids: vec![0; seq],
+                label: (r % 5) as u32,
+            }
+        })
+        .collect()
 }
 
+/// A training step as the runner takes it (the batch's shards side by side, then AdamW), and
+/// inference as predict runs it (one batch per thread).
 fn bench(name: &str, model: &Classifier, size: usize, seq: usize, steps: usize) {
     let mut rng = TrainRng::new(1, 1);
-    let b = batch(size, seq, model.config.vocab_size, &mut rng);
-    let inputs = model.inputs(&b).unwrap();
-    let labels = Tensor::from_slice(&b.labels, size, &Device::Cpu).unwrap();
+    let examples = examples(size, seq, model.config.vocab_size, &mut rng);
+    let idx: Vec<usize> = (0..size).collect();
     let vars = model.params.vars().unwrap();
     let decay: Vec<bool> = model.params.specs.iter().map(|s| s.decay).collect();
     let mut opt = AdamW::new(AdamWConfig::default(), vars.clone(), &decay);
     let weights = model.weights().unwrap();
+    let step = Step {
+        model,
+        weights: &weights,
+        vars: &vars,
+        examples: &examples,
+        pad_id: 0,
+        loss_scale: 1.0,
+    };
     // Medians, not means: a shared VM's noise spikes would otherwise decide the numbers.
     let mut fwd_bwd = Vec::with_capacity(steps);
     let mut opt_time = Vec::with_capacity(steps);
     for i in 0..=steps {
         let t = Instant::now();
-        let logits = model.forward(&weights, &inputs, Some(&mut rng)).unwrap();
-        let loss = cross_entropy(&logits, &labels).unwrap();
-        let grads = loss.backward().unwrap();
-        let g: Vec<Option<Tensor>> = vars
-            .iter()
-            .map(|v| grads.get(v.as_tensor()).cloned())
-            .collect();
+        let mut grads = vec![None; vars.len()];
+        step.accumulate(&idx, Some(&mut rng), &mut grads).unwrap();
         let t1 = Instant::now();
-        opt.step(&g, 1e-5, 1.0).unwrap();
+        opt.step(&grads, 1e-5, 1.0).unwrap();
         if i > 0 {
             fwd_bwd.push((t1 - t).as_secs_f64());
             opt_time.push(t1.elapsed().as_secs_f64());
         }
     }
     let detached = model.detached().unwrap();
+    let batches = vec![idx; rayon::current_num_threads()];
     let mut infer = Vec::with_capacity(steps);
     for _ in 0..steps {
         let t = Instant::now();
-        model.forward(&detached, &inputs, None).unwrap();
+        model
+            .map_batches(&batches, |idx| {
+                let inputs = model.inputs(&collate(&examples, idx, 0))?;
+                model.forward(&detached, &inputs, None)
+            })
+            .unwrap();
         infer.push(t.elapsed().as_secs_f64());
     }
     let (fwd_bwd, opt_time, infer) = (median(fwd_bwd), median(opt_time), median(infer));
     let n = size as f64;
     println!(
-        "{name}: train {:.1} samples/s (fwd+bwd {:.3} s/step, adamw {:.3} s/step), inference {:.1} samples/s (medians of {steps} steps)",
+        "{name}: train {:.1} samples/s (fwd+bwd {:.3} s/step, adamw {:.3} s/step), inference {:.1} samples/s ({} batches side by side; medians of {steps} steps)",
         n / (fwd_bwd + opt_time),
         fwd_bwd,
         opt_time,
-        n / infer
+        n * batches.len() as f64 / infer,
+        batches.len()
     );
 }
 
@@ -86,6 +99,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     attune_trainer::alloc::tune();
+    attune_trainer::threads::tune_candle();
     let config = serde_json::json!({
         "model_type": "bert", "vocab_size": 1000, "hidden_size": 16, "num_hidden_layers": 2,
         "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 128,
