@@ -92,10 +92,10 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Multi-head attention core: `softmax(q·kᵀ/√d + mask) · v` per head, with the dropout
-/// multipliers (batch, heads, seq, seq in row-major order, from [`super::dropout::draw_dropout`]) applied to the
-/// probabilities when given. `q`, `k`, `v` are (batch, seq, hidden) projections, `mask` the
-/// additive (batch, 1, 1, seq) bias; returns the (batch, seq, hidden) context. One fused node on
-/// CPU (`fused::Attention`), composed elsewhere.
+/// multipliers (batch, heads, seq, seq in row-major order, from
+/// [`super::dropout::draw_dropout`]) applied to the probabilities when given. `q`, `k`, `v` are
+/// (batch, seq, hidden) projections, `mask` the additive (batch, 1, 1, seq) bias; returns the
+/// (batch, seq, hidden) context. One fused node on CPU (`fused::Attention`), composed elsewhere.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
