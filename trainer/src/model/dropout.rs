@@ -11,11 +11,9 @@ use candle_core::{DType, Device, Shape, Tensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::fused::CHUNK;
 use crate::error::Result;
 use crate::rng::{TrainRng, split_mix};
-
-/// Elements per parallel task when filling a mask.
-const CHUNK: usize = 1 << 15;
 
 /// Inverted dropout. `rng == None` means evaluation mode: the identity.
 pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut TrainRng>) -> Result<Tensor> {

@@ -39,7 +39,7 @@ impl Step<'_> {
     pub fn accumulate(
         &self,
         idx: &[usize],
-        rng: Option<&mut TrainRng>,
+        mut rng: Option<&mut TrainRng>,
         acc: &mut [Option<Tensor>],
     ) -> Result<f64> {
         let shards = if self.model.device.is_cpu() {
@@ -47,7 +47,6 @@ impl Step<'_> {
         } else {
             1
         };
-        let mut rng = rng;
         let parts: Vec<(&[usize], Option<TrainRng>)> = idx
             .chunks(idx.len().div_ceil(shards).max(1))
             .map(|part| (part, rng.as_deref_mut().map(TrainRng::split)))
