@@ -3,13 +3,13 @@
 //!
 //! Header format: `# field: spec.x.y` and `# message: text` (a substring of the error).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::support::{FieldError, Source, read_yaml_documents, repo_root, validate};
 
-/// Phrases of the API server's own structural errors. Locally those errors come from jsonschema
-/// with other words, so for them only the field is compared; a message outside this list is
-/// a CEL rule's, and must match exactly here too.
+/// Phrases of the API server's own structural errors (`support::validate` renders jsonschema's
+/// errors in those words): an expected message with one of them must come from the schema's
+/// structure, any other from a CEL rule. Either way the message itself is compared.
 const STRUCTURAL_PHRASES: &[&str] = &[
     "Required value",
     "Unsupported value",
@@ -41,20 +41,19 @@ impl Expectation {
     }
 
     fn is_met_by(&self, errors: &[FieldError]) -> bool {
-        let structural = STRUCTURAL_PHRASES.iter().any(|p| self.message.contains(p));
+        let source = if STRUCTURAL_PHRASES.iter().any(|p| self.message.contains(p)) {
+            Source::Structure
+        } else {
+            Source::Cel
+        };
         errors.iter().any(|e| {
-            e.field == self.field
-                && if structural {
-                    true
-                } else {
-                    e.source == Source::Cel && e.message.contains(&self.message)
-                }
+            e.field == self.field && e.source == source && e.message.contains(&self.message)
         })
     }
 }
 
-#[test]
-fn every_invalid_manifest_is_rejected_with_its_message() {
+/// `crds/tests/invalid/*.yaml`, sorted.
+fn yaml_files() -> Vec<PathBuf> {
     let dir = repo_root().join("crds/tests/invalid");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("crds/tests/invalid exists")
@@ -62,6 +61,12 @@ fn every_invalid_manifest_is_rejected_with_its_message() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn every_invalid_manifest_is_rejected_with_its_message() {
+    let files = yaml_files();
     assert!(
         files.len() >= 25,
         "at least 25 invalid manifests, found {}",
@@ -82,4 +87,19 @@ fn every_invalid_manifest_is_rejected_with_its_message() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The comparison above can fail: with another message on the same field, no manifest passes.
+#[test]
+fn a_wrong_expected_message_is_not_met() {
+    for path in yaml_files() {
+        let mut expected = Expectation::read(&path);
+        expected.message = format!("{} (not the message)", expected.message);
+        let errors = validate(&read_yaml_documents(&path)[0], None);
+        assert!(
+            !expected.is_met_by(&errors),
+            "{}: met with a wrong message: {errors:#?}",
+            path.display()
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use kube::core::cel::Validator;
 use serde_json::Value;
 
@@ -85,7 +86,7 @@ fn structural_errors(schema: &Value, object: &Value) -> Vec<FieldError> {
         .iter_errors(object)
         .map(|e| {
             let mut field = api_field_path(e.instance_path().as_str());
-            if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+            if let ValidationErrorKind::Required { property } = e.kind() {
                 let property = property.as_str().unwrap_or_default();
                 field = if field.is_empty() {
                     property.to_owned()
@@ -94,12 +95,76 @@ fn structural_errors(schema: &Value, object: &Value) -> Vec<FieldError> {
                 };
             }
             FieldError {
+                message: api_server_message(&field, e.kind(), e.instance(), &e.to_string()),
                 field,
-                message: e.to_string(),
                 source: Source::Structure,
             }
         })
         .collect()
+}
+
+/// A structural error in the API server's words (apiextensions-apiserver turns kube-openapi's
+/// schema errors into `field.Error`s: `Required value`, `Unsupported value: …`, `Invalid value:
+/// …: <field> in body should …`), so that a manifest's expected message is compared here as
+/// it is against a real API server. A kind our schemas do not use keeps jsonschema's own words
+/// (`other`), which no expected message matches.
+fn api_server_message(
+    field: &str,
+    kind: &ValidationErrorKind,
+    value: &Value,
+    other: &str,
+) -> String {
+    let invalid = |detail: String| format!("Invalid value: {value}: {field} in body {detail}");
+    match kind {
+        ValidationErrorKind::Required { .. } => "Required value".to_owned(),
+        ValidationErrorKind::Enum { options } => {
+            let supported: Vec<String> = options
+                .as_array()
+                .map(|o| o.iter().map(Value::to_string).collect())
+                .unwrap_or_default();
+            format!(
+                "Unsupported value: {value}: supported values: {}",
+                supported.join(", ")
+            )
+        }
+        ValidationErrorKind::Type { kind } => {
+            let kind = match kind {
+                TypeKind::Single(t) => t.to_string(),
+                TypeKind::Multiple(ts) => format!("{ts:?}"),
+            };
+            format!("Invalid value: {value}: {field} in body must be of type {kind}")
+        }
+        ValidationErrorKind::Minimum { limit } => {
+            invalid(format!("should be greater than or equal to {limit}"))
+        }
+        ValidationErrorKind::ExclusiveMinimum { limit } => {
+            invalid(format!("should be greater than {limit}"))
+        }
+        ValidationErrorKind::Maximum { limit } => {
+            invalid(format!("should be less than or equal to {limit}"))
+        }
+        ValidationErrorKind::ExclusiveMaximum { limit } => {
+            invalid(format!("should be less than {limit}"))
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            invalid(format!("should have at least {limit} items"))
+        }
+        ValidationErrorKind::MaxItems { limit } => {
+            let n = value.as_array().map_or(0, Vec::len);
+            format!("Too many: {n}: must have at most {limit} items")
+        }
+        ValidationErrorKind::MinLength { limit } => {
+            invalid(format!("should be at least {limit} chars long"))
+        }
+        ValidationErrorKind::MaxLength { limit } => {
+            format!("Too long: may not be more than {limit} bytes")
+        }
+        ValidationErrorKind::Pattern { pattern } => invalid(format!("should match '{pattern}'")),
+        ValidationErrorKind::MinProperties { limit } => {
+            invalid(format!("should have at least {limit} properties"))
+        }
+        _ => other.to_owned(),
+    }
 }
 
 /// `/spec/namespaces/0` → `spec.namespaces[0]`.
@@ -145,8 +210,9 @@ fn unknown_fields(schema: &Value, object: &Value, path: &str, errors: &mut Vec<F
                             && matches!(name.as_str(), "apiVersion" | "kind" | "metadata") => {}
                     (None, _) if properties.is_none() => {}
                     (None, _) => errors.push(FieldError {
+                        // The API server names the whole path: `unknown field "spec.x.y"`.
+                        message: format!("unknown field \"{child}\""),
                         field: child,
-                        message: format!("unknown field \"{name}\""),
                         source: Source::Structure,
                     }),
                 }
