@@ -13,6 +13,7 @@
 
 mod crds;
 mod finetunejob;
+mod hub;
 mod local_runner;
 mod scheduling;
 mod support;

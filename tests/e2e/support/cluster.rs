@@ -54,6 +54,12 @@ impl Cluster {
         })
     }
 
+    /// A setting of the cluster's `cluster.env` (e.g. `ATTUNE_HUB_ENDPOINT`), overridden by the
+    /// environment variable of that name.
+    pub fn setting(&self, name: &str) -> String {
+        cluster_setting(&self.kubeconfig, name)
+    }
+
     /// Runs kubectl with `args`.
     pub fn kubectl(&self, args: &[&str]) -> Run {
         self.kubectl_with_input(args, None)
@@ -167,25 +173,31 @@ fn running_in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
-/// `ATTUNE_KUBECTL`, else the `ATTUNE_KUBECTL=` line of the `cluster.env` that `tests/cluster/up`
-/// writes next to the kubeconfig.
+/// `ATTUNE_KUBECTL` (see [`cluster_setting`]).
 fn kubectl_next_to(kubeconfig: &Path) -> PathBuf {
-    if let Some(kubectl) = std::env::var_os("ATTUNE_KUBECTL").filter(|v| !v.is_empty()) {
-        return kubectl.into();
+    PathBuf::from(cluster_setting(kubeconfig, "ATTUNE_KUBECTL"))
+}
+
+/// The variable `name` when set, else its `name=` line in the `cluster.env` that
+/// `tests/cluster/up` writes next to the kubeconfig; fails the test when neither has it.
+fn cluster_setting(kubeconfig: &Path, name: &str) -> String {
+    if let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        return value;
     }
     let env_file = kubeconfig.with_file_name("cluster.env");
     let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| {
         panic!(
-            "ATTUNE_KUBECTL is unset and {} is unreadable ({e}); set ATTUNE_KUBECTL",
+            "{name} is unset and {} is unreadable ({e}); set {name}",
             env_file.display()
         )
     });
     text.lines()
-        .find_map(|line| line.strip_prefix("ATTUNE_KUBECTL="))
-        .map(|value| PathBuf::from(value.trim().trim_matches('"')))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+        .map(|value| value.trim().trim_matches('"').to_owned())
         .unwrap_or_else(|| {
             panic!(
-                "ATTUNE_KUBECTL is unset and {} does not set it",
+                "{name} is unset and {} does not set it (a cluster from an older \
+                 tests/cluster/up? run it again)",
                 env_file.display()
             )
         })
