@@ -1,0 +1,80 @@
+//! The CachedModel controller: one fetch per (model, revision, credential scope), retried with
+//! backoff only when a newer job asks for it, and a status every waiting job reads.
+
+mod fetch_job;
+mod reconcile;
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attune_crds::CachedModel;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+pub use fetch_job::{fetch_job, fetch_namespace};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics::ErrorLabels;
+use crate::names;
+
+/// Annotation a FineTuneJob sets on a Failed CachedModel to ask for another fetch: the time of
+/// the request.
+pub const RETRY_ANNOTATION: &str = "attune.dev/fetch-requested-at";
+/// Annotation naming the Secret (in the tenant's namespace) whose `HF_TOKEN` the fetch uses.
+pub const CREDENTIALS_ANNOTATION: &str = "attune.dev/credentials-secret";
+
+/// Marks the entry as used now (`status.lastUsedTime`), which keeps it from eviction.
+///
+/// # Errors
+/// The status patch failed.
+pub async fn touch(client: Client, name: &str) -> Result<()> {
+    let api: Api<CachedModel> = Api::all(client);
+    let patch = json!({ "status": { "lastUsedTime": jiff::Timestamp::now().to_string() } });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    context: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let instance = format!("{}={}", names::INSTANCE_LABEL, context.config.instance);
+    let caches: Api<CachedModel> = Api::all(context.client.clone());
+    let jobs: Api<Job> = Api::all(context.client.clone());
+    Controller::new(caches, watcher::Config::default().labels(&instance))
+        .owns(
+            jobs,
+            watcher::Config::default().labels(&format!("{instance},{}", names::CACHED_MODEL_LABEL)),
+        )
+        .with_config(Config::default().concurrency(context.config.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "cache reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+fn error_policy(cache: Arc<CachedModel>, error: &Error, context: Arc<Context>) -> Action {
+    context
+        .metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            controller: "cachedmodel",
+            reason: error.metric_label(),
+        })
+        .inc();
+    tracing::warn!(cached_model = cache.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,133 @@
+//! What every reconcile and request handler shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use attune_crds::FineTuneJob;
+use kube::Client;
+use kube::core::DeserializeGuard;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::mpsc;
+
+use crate::config::OperatorConfig;
+use crate::metrics::{Metrics, PhaseLabels};
+use crate::progress::LiveStore;
+use crate::token::TokenKey;
+
+/// A FineTuneJob as the controller watches it: one that does not deserialize is kept as an
+/// error, so it cannot stop the watch.
+pub type GuardedJob = DeserializeGuard<FineTuneJob>;
+
+/// Shared state of the operator process.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The configuration file.
+    pub config: OperatorConfig,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Latest progress per job.
+    pub live: LiveStore,
+    /// Signs and checks progress tokens.
+    pub key: TokenKey,
+    /// The controller's cache of FineTuneJobs, once this replica leads.
+    pub jobs: OnceLock<Store<GuardedJob>>,
+    /// Asks the controller to reconcile a job (a progress report arrived).
+    pub wake: mpsc::UnboundedSender<ObjectRef<GuardedJob>>,
+    /// Phase of each job at its latest reconcile, for the phase gauge.
+    phases: Mutex<HashMap<String, String>>,
+    /// When each job's status was last written, for throttling step reports.
+    status_writes: Mutex<HashMap<String, Instant>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client and the recorder have no Debug; the rest says enough.
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context; the returned receiver feeds the controller's extra reconcile requests.
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        recorder: Recorder,
+        key: TokenKey,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<ObjectRef<GuardedJob>>) {
+        let (wake, woken) = mpsc::unbounded_channel();
+        let context = Self {
+            client,
+            config,
+            metrics: Arc::new(Metrics::default()),
+            recorder,
+            live: LiveStore::default(),
+            key,
+            jobs: OnceLock::new(),
+            wake,
+            phases: Mutex::default(),
+            status_writes: Mutex::default(),
+        };
+        (Arc::new(context), woken)
+    }
+
+    /// Records a job's phase (`None`: the job is gone) and updates the gauge.
+    pub fn record_phase(&self, uid: &str, phase: Option<String>) {
+        let mut phases = self
+            .phases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = match &phase {
+            Some(phase) => phases.insert(uid.to_owned(), phase.clone()),
+            None => phases.remove(uid),
+        };
+        if previous == phase {
+            return;
+        }
+        if let Some(old) = previous {
+            self.metrics
+                .jobs
+                .get_or_create(&PhaseLabels { phase: old })
+                .dec();
+        }
+        if let Some(new) = phase {
+            self.metrics
+                .jobs
+                .get_or_create(&PhaseLabels { phase: new })
+                .inc();
+        }
+    }
+
+    /// How long ago the job's status was last written by this replica.
+    pub fn since_status_write(&self, uid: &str) -> Option<std::time::Duration> {
+        self.status_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .map(Instant::elapsed)
+    }
+
+    /// Notes a status write of the job.
+    pub fn status_written(&self, uid: &str) {
+        self.status_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(uid.to_owned(), Instant::now());
+    }
+
+    /// Forgets a job's bookkeeping (it is gone).
+    pub fn forget(&self, uid: &str) {
+        self.record_phase(uid, None);
+        self.status_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uid);
+    }
+}

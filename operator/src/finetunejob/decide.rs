@@ -1,0 +1,680 @@
+//! The heart of the FineTuneJob reconciler, with no client: from what exists (the job, its
+//! cache entry, its attempts' Jobs and pods, its live progress) to the status that tells the
+//! truth and the few actions that move the job on. Level-triggered: the same world gives the
+//! same decision, so a replayed event or a restarted operator repeats nothing.
+
+use std::time::Duration;
+
+use attune_crds::{
+    CachePhase, CachedModel, Checkpoint, FineTuneJob, FineTuneJobStatus, Metrics, Phase, Progress,
+    TrainedModel,
+};
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::outcome::{Failure, classify, done_report, running_since, start_problem, termination};
+use super::publish::{exported, final_metrics, trained_model};
+use crate::conditions;
+use crate::progress::Live;
+
+/// One attempt as observed: its Job and the newest pod of it.
+#[derive(Clone, Debug)]
+pub struct AttemptView {
+    /// Attempt number, from 1.
+    pub number: u32,
+    /// The batch Job.
+    pub job: Job,
+    /// Its newest pod, if any.
+    pub pod: Option<Pod>,
+}
+
+/// Everything the decision reads.
+#[derive(Debug)]
+pub struct Observed<'a> {
+    /// The job.
+    pub job: &'a FineTuneJob,
+    /// The time of the decision.
+    pub now: Timestamp,
+    /// Referenced objects that do not exist, as `Kind name`.
+    pub missing: Vec<String>,
+    /// The job's cache entry, if it exists.
+    pub cache: Option<&'a CachedModel>,
+    /// The job's attempts, oldest first.
+    pub attempts: Vec<AttemptView>,
+    /// What the trainer reported, if anything.
+    pub live: Option<Live>,
+    /// The TrainedModel of the job's output name, if one exists.
+    pub published: Option<&'a TrainedModel>,
+}
+
+/// Something to do besides writing the status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create the job's CachedModel.
+    EnsureCachedModel,
+    /// Ask the CachedModel's controller to fetch again after an earlier failure.
+    RetryFetch,
+    /// Create attempt `n` (and the ConfigMap, Secret and claim it mounts).
+    CreateAttempt(u32),
+    /// Hold (`true`) or release the attempt's Job.
+    Suspend(u32, bool),
+    /// End the attempt's pod now (deadline, stall): its Job is suspended for good, so the
+    /// pod gets SIGTERM and checkpoints.
+    StopAttempt(u32),
+    /// Create the TrainedModel.
+    Publish(Box<TrainedModel>),
+    /// Delete the finished job's pods, Jobs, ConfigMap, Secret and checkpoint claim.
+    DeleteChildren,
+}
+
+/// The decision.
+#[derive(Debug)]
+pub struct Decision {
+    /// The status to write.
+    pub status: FineTuneJobStatus,
+    /// What to do first.
+    pub actions: Vec<Action>,
+    /// When to look again even if nothing changes.
+    pub requeue: Option<Duration>,
+}
+
+/// Condition types, in `status.conditions`.
+pub mod condition {
+    /// The job may run (quota, references).
+    pub const ADMITTED: &str = "Admitted";
+    /// The base model is in the cache.
+    pub const MODEL_CACHED: &str = "ModelCached";
+    /// A trainer pod runs.
+    pub const RUNNING: &str = "Running";
+    /// The trainer stopped reporting steps.
+    pub const STALLED: &str = "Stalled";
+    /// Held by `runPolicy.suspend`.
+    pub const SUSPENDED: &str = "Suspended";
+    /// The model is published.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// The job stopped for good.
+    pub const FAILED: &str = "Failed";
+}
+
+/// How often a job that waits on something the operator does not watch is looked at again.
+const RECHECK: Duration = Duration::from_secs(15);
+
+struct Builder<'a> {
+    observed: &'a Observed<'a>,
+    status: FineTuneJobStatus,
+    actions: Vec<Action>,
+    requeue: Option<Duration>,
+    now: Time,
+}
+
+impl Builder<'_> {
+    fn condition(&mut self, type_: &str, status: bool, reason: &str, message: impl Into<String>) {
+        let generation = self.observed.job.metadata.generation;
+        conditions::set(
+            &mut self.status.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation,
+            &self.now,
+        );
+    }
+
+    fn phase(&mut self, phase: Phase, reason: &str, message: impl Into<String>) {
+        self.status.phase = Some(phase);
+        self.status.reason = Some(reason.to_owned());
+        self.status.message = Some(message.into());
+    }
+
+    fn fail(&mut self, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        self.phase(Phase::Failed, reason, message.clone());
+        self.condition(condition::FAILED, true, reason, message);
+        self.condition(condition::RUNNING, false, reason, "the job has ended");
+        self.status
+            .completion_time
+            .get_or_insert_with(|| self.now.clone());
+    }
+
+    fn requeue_in(&mut self, after: Duration) {
+        self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    fn finish(self) -> Decision {
+        Decision {
+            status: self.status,
+            actions: self.actions,
+            requeue: self.requeue,
+        }
+    }
+}
+
+/// Decides the job's status and next actions.
+pub fn decide(observed: &Observed<'_>) -> Decision {
+    let job = observed.job;
+    let mut b = Builder {
+        observed,
+        status: job.status.clone().unwrap_or_default(),
+        actions: Vec::new(),
+        requeue: None,
+        now: Time(observed.now),
+    };
+    b.status.observed_generation = job.metadata.generation;
+
+    if matches!(b.status.phase, Some(Phase::Succeeded | Phase::Failed)) {
+        expire(&mut b);
+        return b.finish();
+    }
+    if let Some(field) = object_store_field(job) {
+        b.fail(
+            "UnsupportedLocation",
+            format!(
+                "{field}: object-store locations are not supported yet; use a pvc location \
+                 (or a configMap for small datasets)"
+            ),
+        );
+        return b.finish();
+    }
+    if !observed.missing.is_empty() && observed.attempts.is_empty() {
+        let message = format!(
+            "{} not found in namespace {}: create {}",
+            observed.missing.join(", "),
+            job.namespace().unwrap_or_default(),
+            if observed.missing.len() == 1 {
+                "it"
+            } else {
+                "them"
+            }
+        );
+        b.phase(Phase::Pending, "MissingReference", message.clone());
+        b.condition(condition::ADMITTED, false, "MissingReference", message);
+        b.requeue_in(RECHECK);
+        return b.finish();
+    }
+    b.condition(
+        condition::ADMITTED,
+        true,
+        "Admitted",
+        "every referenced object exists",
+    );
+    if job.spec.run_policy.suspend && observed.attempts.is_empty() {
+        b.phase(Phase::Suspended, "Suspended", "runPolicy.suspend is true");
+        b.condition(
+            condition::SUSPENDED,
+            true,
+            "Suspended",
+            "runPolicy.suspend is true",
+        );
+        return b.finish();
+    }
+    let Some(resolved) = cached_model(&mut b) else {
+        return b.finish();
+    };
+    attempts(&mut b, &resolved);
+    if let Some(live) = &observed.live {
+        report_progress(&mut b.status, live);
+    }
+    b.finish()
+}
+
+/// `ttlSecondsAfterFinished`: delete the children once it has passed.
+fn expire(b: &mut Builder<'_>) {
+    let (Some(ttl), Some(done)) = (
+        b.observed.job.spec.run_policy.ttl_seconds_after_finished,
+        b.status.completion_time.clone(),
+    ) else {
+        return;
+    };
+    let elapsed = b.observed.now.duration_since(done.0).as_secs().max(0) as u64;
+    if elapsed >= ttl {
+        b.actions.push(Action::DeleteChildren);
+    } else {
+        b.requeue_in(Duration::from_secs(ttl - elapsed));
+    }
+}
+
+/// The first location of the spec this version cannot serve.
+fn object_store_field(job: &FineTuneJob) -> Option<&'static str> {
+    let spec = &job.spec;
+    if spec.dataset.source.object_store.is_some() {
+        return Some("spec.dataset.source.objectStore");
+    }
+    if spec
+        .dataset
+        .validation
+        .source
+        .as_ref()
+        .is_some_and(|s| s.object_store.is_some())
+    {
+        return Some("spec.dataset.validation.source.objectStore");
+    }
+    if spec.output.destination.object_store.is_some() {
+        return Some("spec.output.destination.objectStore");
+    }
+    None
+}
+
+/// The base model's state; the resolved commit once it is Ready.
+fn cached_model(b: &mut Builder<'_>) -> Option<String> {
+    let Some(cache) = b.observed.cache else {
+        b.actions.push(Action::EnsureCachedModel);
+        b.phase(
+            Phase::CachingModel,
+            "ModelDownloading",
+            "creating the model-cache entry",
+        );
+        b.condition(
+            condition::MODEL_CACHED,
+            false,
+            "Creating",
+            "creating the cache entry",
+        );
+        return None;
+    };
+    let status = cache.status.clone().unwrap_or_default();
+    let name = cache.name_any();
+    match status.phase {
+        Some(CachePhase::Ready) => {
+            let resolved = status.resolved_revision.unwrap_or_default();
+            b.condition(
+                condition::MODEL_CACHED,
+                true,
+                "Ready",
+                format!("CachedModel {name} holds commit {resolved}"),
+            );
+            Some(resolved)
+        }
+        Some(CachePhase::Failed) => {
+            let message = status.message.unwrap_or_default();
+            let failed_at =
+                conditions::find(&status.conditions, "Failed").map(|c| c.last_transition_time.0);
+            let created = b
+                .observed
+                .job
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0);
+            let reason = conditions::find(&status.conditions, "Failed")
+                .map_or("FetchFailed", |c| c.reason.as_str())
+                .to_owned();
+            if failed_at.zip(created).is_some_and(|(f, c)| f >= c) {
+                b.condition(condition::MODEL_CACHED, false, &reason, message.clone());
+                b.fail(
+                    "ModelFetchFailed",
+                    format!("fetching the base model failed ({reason}): {message}"),
+                );
+            } else {
+                // The failure predates this job: it asks for a fresh try rather than inherit it.
+                b.actions.push(Action::RetryFetch);
+                b.phase(
+                    Phase::CachingModel,
+                    "ModelDownloading",
+                    format!("retrying the fetch that failed before this job existed ({message})"),
+                );
+                b.condition(condition::MODEL_CACHED, false, "Retrying", message);
+            }
+            None
+        }
+        _ => {
+            b.phase(
+                Phase::CachingModel,
+                "ModelDownloading",
+                format!("waiting for CachedModel {name} to be downloaded"),
+            );
+            b.condition(
+                condition::MODEL_CACHED,
+                false,
+                "Downloading",
+                "the model is being fetched",
+            );
+            None
+        }
+    }
+}
+
+/// The batch Jobs: create, retry, hold, stop, or conclude.
+fn attempts(b: &mut Builder<'_>, resolved: &str) {
+    let observed = b.observed;
+    let Some(latest) = observed.attempts.last() else {
+        b.actions.push(Action::CreateAttempt(1));
+        b.status.attempts = 1;
+        b.status.start_time.get_or_insert_with(|| b.now.clone());
+        b.phase(Phase::Running, "Starting", "creating the trainer's Job");
+        b.condition(
+            condition::RUNNING,
+            false,
+            "Starting",
+            "creating the trainer's Job",
+        );
+        return;
+    };
+    b.status.attempts = b.status.attempts.max(latest.number);
+    b.status.start_time.get_or_insert_with(|| b.now.clone());
+    let batch_status = latest.job.status.clone().unwrap_or_default();
+    let finished = |type_: &str| {
+        batch_status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .map(|c| c.reason.clone().unwrap_or_default())
+    };
+    if finished("Complete").is_some() || finished("SuccessCriteriaMet").is_some() {
+        succeed(b, latest, resolved);
+    } else if let Some(job_reason) = finished("Failed").or_else(|| finished("FailureTarget")) {
+        failed_attempt(b, latest, &job_reason);
+    } else {
+        active_attempt(b, latest);
+    }
+}
+
+/// The attempt succeeded: publish.
+fn succeed(b: &mut Builder<'_>, latest: &AttemptView, resolved: &str) {
+    let observed = b.observed;
+    let job = observed.job;
+    let message = latest
+        .pod
+        .as_ref()
+        .and_then(termination)
+        .map(|t| t.message)
+        .unwrap_or_default();
+    let report = match done_report(&message) {
+        Ok(report) => report,
+        Err(error) => {
+            b.fail(
+                "NoExportReport",
+                format!("the trainer succeeded but {error}"),
+            );
+            return;
+        }
+    };
+    let train_loss = observed.live.as_ref().and_then(|l| l.loss);
+    let metrics: Metrics = final_metrics(&report, train_loss);
+    let model = match observed.published {
+        Some(existing) if existing.spec.producer.job_uid == job.uid().unwrap_or_default() => {
+            existing.clone()
+        }
+        Some(existing) => {
+            b.fail(
+                "OutputNameTaken",
+                format!(
+                    "TrainedModel {} already records FineTuneJob {}: set spec.output.name to a \
+                     new name",
+                    existing.name_any(),
+                    existing.spec.producer.job_name
+                ),
+            );
+            return;
+        }
+        None => {
+            let completed = b
+                .status
+                .completion_time
+                .clone()
+                .unwrap_or_else(|| b.now.clone());
+            match trained_model(job, &report, metrics.clone(), resolved, &completed) {
+                Ok(model) => {
+                    b.actions.push(Action::Publish(Box::new(model.clone())));
+                    model
+                }
+                Err(error) => {
+                    b.fail("NoExportReport", error);
+                    return;
+                }
+            }
+        }
+    };
+    b.status.completion_time = Some(model.spec.producer.completion_time.clone());
+    b.status.exported_model = Some(exported(&model));
+    b.status.metrics = Some(metrics);
+    if let Some(progress) = &mut b.status.progress {
+        progress.step = report.step;
+        progress.percent = 100;
+        progress.eta_seconds = Some(0);
+    }
+    let message = format!(
+        "published TrainedModel {} ({})",
+        model.name_any(),
+        model.spec.uri
+    );
+    b.phase(Phase::Succeeded, "Published", message.clone());
+    b.condition(condition::SUCCEEDED, true, "Published", message);
+    b.condition(condition::RUNNING, false, "Completed", "training finished");
+    b.condition(condition::STALLED, false, "Completed", "training finished");
+}
+
+/// The attempt failed: retry from the checkpoint, or give up with the reason.
+fn failed_attempt(b: &mut Builder<'_>, latest: &AttemptView, job_reason: &str) {
+    let job = b.observed.job;
+    let policy = &job.spec.run_policy;
+    if job_reason == "DeadlineExceeded" && deadline_passed(b).is_some() {
+        b.fail(
+            "DeadlineExceeded",
+            format!(
+                "the job ran longer than runPolicy.activeDeadlineSeconds ({} s)",
+                policy.active_deadline_seconds.unwrap_or_default()
+            ),
+        );
+        return;
+    }
+    let failure = match latest.pod.as_ref().and_then(termination) {
+        Some(ended) => classify(&ended),
+        None => Failure {
+            retriable: true,
+            reason: "TrainerFailed",
+            message: format!("the trainer's Job failed ({job_reason}) without a pod result"),
+        },
+    };
+    retry_or_fail(b, latest.number, &failure);
+}
+
+/// After attempt `number` failed: the next attempt when the failure is worth retrying and
+/// `runPolicy.backoffLimit` allows, else the job fails with the reason.
+fn retry_or_fail(b: &mut Builder<'_>, number: u32, failure: &Failure) {
+    let limit = b.observed.job.spec.run_policy.backoff_limit;
+    if !failure.retriable {
+        b.fail(failure.reason, failure.message.clone());
+        return;
+    }
+    if number > limit {
+        b.fail(
+            "BackoffLimitExceeded",
+            format!(
+                "{number} attempts failed (runPolicy.backoffLimit {limit}); the last: {}: {}",
+                failure.reason, failure.message
+            ),
+        );
+        return;
+    }
+    let next = number + 1;
+    b.actions.push(Action::CreateAttempt(next));
+    b.status.attempts = next;
+    let message = format!(
+        "attempt {number} failed ({}: {}); attempt {next} resumes from the last checkpoint",
+        failure.reason, failure.message
+    );
+    b.phase(Phase::Running, "Retrying", message.clone());
+    b.condition(condition::RUNNING, false, "Retrying", message);
+}
+
+/// The seconds the job's deadline was passed by, if it was.
+fn deadline_passed(b: &Builder<'_>) -> Option<u64> {
+    let deadline = b.observed.job.spec.run_policy.active_deadline_seconds?;
+    let started = b.status.start_time.as_ref()?.0;
+    let elapsed = b.observed.now.duration_since(started).as_secs().max(0) as u64;
+    (elapsed >= deadline).then(|| elapsed - deadline)
+}
+
+/// The attempt runs (or waits to): suspension, deadlines, stalls, and what the pod shows.
+fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
+    let observed = b.observed;
+    let policy = &observed.job.spec.run_policy;
+    let held = latest
+        .job
+        .spec
+        .as_ref()
+        .and_then(|s| s.suspend)
+        .unwrap_or(false);
+    if held != policy.suspend {
+        b.actions
+            .push(Action::Suspend(latest.number, policy.suspend));
+    }
+    let pod = latest.pod.as_ref().filter(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+    });
+    if policy.suspend {
+        let message = if pod.is_some() {
+            "runPolicy.suspend is true: the trainer is checkpointing and stopping"
+        } else {
+            "runPolicy.suspend is true: the trainer stopped after a checkpoint"
+        };
+        b.phase(Phase::Suspended, "Suspended", message);
+        b.condition(condition::SUSPENDED, true, "Suspended", message);
+        b.condition(condition::RUNNING, false, "Suspended", message);
+        return;
+    }
+    b.condition(
+        condition::SUSPENDED,
+        false,
+        "Resumed",
+        "runPolicy.suspend is false",
+    );
+    if deadline_passed(b).is_some() {
+        b.actions.push(Action::StopAttempt(latest.number));
+        b.fail(
+            "DeadlineExceeded",
+            format!(
+                "the job ran longer than runPolicy.activeDeadlineSeconds ({} s)",
+                policy.active_deadline_seconds.unwrap_or_default()
+            ),
+        );
+        return;
+    }
+    if let (Some(deadline), Some(started)) =
+        (policy.active_deadline_seconds, b.status.start_time.clone())
+    {
+        let elapsed = observed.now.duration_since(started.0).as_secs().max(0) as u64;
+        b.requeue_in(Duration::from_secs(deadline.saturating_sub(elapsed) + 1));
+    }
+    let Some(pod) = pod else {
+        b.phase(Phase::Running, "Starting", "waiting for the trainer pod");
+        b.condition(
+            condition::RUNNING,
+            false,
+            "Starting",
+            "waiting for the trainer pod",
+        );
+        return;
+    };
+    if let Some((reason, message)) = start_problem(pod) {
+        b.phase(Phase::Pending, &reason, message.clone());
+        b.condition(condition::RUNNING, false, &reason, message);
+        b.requeue_in(RECHECK);
+        return;
+    }
+    let Some(since) = running_since(pod) else {
+        b.phase(Phase::Running, "Starting", "the trainer pod is starting");
+        b.condition(
+            condition::RUNNING,
+            false,
+            "Starting",
+            "the trainer pod is starting",
+        );
+        return;
+    };
+    if let Some(deadline) = policy.progress_deadline_seconds {
+        let advanced = observed
+            .live
+            .as_ref()
+            .and_then(|l| l.advanced_at)
+            .map_or(since, |a| a.max(since));
+        let quiet = observed.now.duration_since(advanced).as_secs().max(0) as u64;
+        if quiet >= deadline {
+            let message = format!(
+                "no training step for {quiet} s (runPolicy.progressDeadlineSeconds {deadline}): \
+                 stopping attempt {}",
+                latest.number
+            );
+            b.actions.push(Action::StopAttempt(latest.number));
+            b.condition(condition::STALLED, true, "NoProgress", message.clone());
+            let failure = Failure {
+                retriable: true,
+                reason: "Stalled",
+                message,
+            };
+            retry_or_fail(b, latest.number, &failure);
+            return;
+        } else {
+            b.condition(
+                condition::STALLED,
+                false,
+                "Progressing",
+                "steps are being reported",
+            );
+            b.requeue_in(Duration::from_secs(deadline - quiet + 1));
+        }
+    }
+    let exporting = observed.live.as_ref().is_some_and(|l| l.finished_training);
+    if exporting {
+        b.phase(
+            Phase::Exporting,
+            "Exporting",
+            "training finished; exporting the model",
+        );
+    } else {
+        b.phase(
+            Phase::Running,
+            "Training",
+            format!("attempt {} is training", latest.number),
+        );
+    }
+    b.condition(
+        condition::RUNNING,
+        true,
+        "Training",
+        format!("attempt {} runs", latest.number),
+    );
+}
+
+/// Copies the trainer's latest report into the status.
+fn report_progress(status: &mut FineTuneJobStatus, live: &Live) {
+    if let Some(share) = (live.step * 100).checked_div(live.total_steps) {
+        let percent = if status.phase == Some(Phase::Succeeded) {
+            100
+        } else {
+            u32::try_from(share.min(100)).unwrap_or(100)
+        };
+        status.progress = Some(Progress {
+            epoch: live.epoch.ceil().max(1.0) as u32,
+            step: live.step,
+            total_steps: live.total_steps,
+            percent,
+            samples_per_second: live.samples_per_sec,
+            eta_seconds: live.eta_sec.map(|s| s.max(0.0).round() as u64),
+        });
+    }
+    let metrics = status.metrics.get_or_insert_with(Metrics::default);
+    if metrics.train_loss.is_none() || status.phase != Some(Phase::Succeeded) {
+        metrics.train_loss = live.loss.or(metrics.train_loss);
+    }
+    if let Some(eval) = &live.eval {
+        metrics.eval_loss = Some(eval.loss);
+        metrics.eval_accuracy = Some(eval.accuracy);
+        metrics.eval_f1 = Some(eval.macro_f1);
+    }
+    if let Some((step, time)) = live.checkpoint {
+        status.last_checkpoint = Some(Checkpoint {
+            step,
+            time: Time(time),
+        });
+    }
+}

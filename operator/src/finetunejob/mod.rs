@@ -1,0 +1,138 @@
+//! The FineTuneJob controller: watches jobs, their batch Jobs and pods, and the CachedModels
+//! they wait for, and reconciles each job into a truthful status (see [`decide`]).
+
+mod children;
+pub mod decide;
+mod invalid;
+pub mod job_file;
+pub mod outcome;
+pub mod publish;
+mod reconcile;
+#[cfg(test)]
+mod tests;
+pub mod trainer_job;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attune_crds::{CachedModel, FineTuneJob};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use tokio::sync::mpsc;
+
+pub use children::{JOB_NAME_ANNOTATION, cache_subdir, cached_model_name};
+
+use crate::config::OperatorConfig;
+use crate::context::{Context, GuardedJob};
+use crate::error::Error;
+use crate::metrics::ErrorLabels;
+use crate::names;
+
+/// Whether this installation reconciles `job` (config `watchNamespaces`).
+pub fn watched(config: &OperatorConfig, job: &FineTuneJob) -> bool {
+    config.watch_namespaces.is_empty()
+        || job
+            .namespace()
+            .is_some_and(|ns| config.watch_namespaces.contains(&ns))
+}
+
+/// The API of `K` in the watched namespace, or in all of them.
+fn scoped<K>(context: &Context) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match context.config.watch_namespaces.as_slice() {
+        [one] => Api::namespaced(context.client.clone(), one),
+        _ => Api::all(context.client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    context: Arc<Context>,
+    woken: mpsc::UnboundedReceiver<ObjectRef<GuardedJob>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let managed = format!(
+        "{}={},{}",
+        names::MANAGED_BY_LABEL,
+        names::MANAGER,
+        names::JOB_LABEL
+    );
+    let controller = Controller::new(scoped::<GuardedJob>(&context), watcher::Config::default());
+    let jobs = controller.store();
+    let for_cache = jobs.clone();
+    let wake = futures::stream::unfold(woken, |mut woken| async move {
+        woken.recv().await.map(|reference| (reference, woken))
+    });
+    let caches: Api<CachedModel> = Api::all(context.client.clone());
+    let instance = format!("{}={}", names::INSTANCE_LABEL, context.config.instance);
+    let installation = context.config.instance.clone();
+    let controller = controller
+        .owns(
+            scoped::<Job>(&context),
+            watcher::Config::default().labels(&managed),
+        )
+        .watches(
+            scoped::<Pod>(&context),
+            watcher::Config::default().labels(&managed),
+            |pod| {
+                let name = pod.annotations().get(JOB_NAME_ANNOTATION)?;
+                Some(ObjectRef::new(name).within(&pod.namespace()?))
+            },
+        )
+        .watches(
+            caches,
+            watcher::Config::default().labels(&instance),
+            move |cache| {
+                let name = cache.name_any();
+                for_cache
+                    .state()
+                    .into_iter()
+                    .filter(|job| {
+                        job.0
+                            .as_ref()
+                            .is_ok_and(|job| cached_model_name(job, &installation) == name)
+                    })
+                    .map(|job| ObjectRef::from_obj(&*job))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_on(wake)
+        .with_config(Config::default().concurrency(context.config.concurrency))
+        .graceful_shutdown_on(shutdown);
+    // The progress server checks tokens against this cache; ready once it fills.
+    let _ = context.jobs.set(jobs);
+    controller
+        .run(reconcile::reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+/// Logs and counts a failed reconcile and retries it later.
+fn error_policy(job: Arc<GuardedJob>, error: &Error, context: Arc<Context>) -> Action {
+    context
+        .metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            controller: "finetunejob",
+            reason: error.metric_label(),
+        })
+        .inc();
+    tracing::warn!(
+        namespace = job.namespace().unwrap_or_default(),
+        job = job.name_any(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
+}

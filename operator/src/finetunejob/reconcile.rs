@@ -1,0 +1,374 @@
+//! One reconcile of a FineTuneJob: observe what exists, [`decide`], act, write the status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attune_crds::{CachedModel, FineTuneJob, FineTuneJobStatus, Phase, TrainedModel};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::children;
+use super::decide::{Action, AttemptView, Observed, decide};
+use super::publish::trained_model_name;
+use crate::context::{Context, GuardedJob};
+use crate::error::{Error, Result};
+use crate::metrics::{ReconcileTimer, ResultLabels};
+use crate::names;
+use crate::progress::JobKey;
+
+/// Reconciles one FineTuneJob.
+///
+/// # Errors
+/// An API call failed; the controller retries with backoff.
+pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Result<Requeue> {
+    let _timer = ReconcileTimer::start(Arc::clone(&context.metrics), "finetunejob");
+    let job = match &guarded.0 {
+        Ok(job) => job,
+        Err(invalid) => {
+            super::invalid::report(&context, invalid).await;
+            return Ok(Requeue::await_change());
+        }
+    };
+    if !super::watched(&context.config, job) {
+        return Ok(Requeue::await_change());
+    }
+    let namespace = job.namespace().ok_or(Error::MissingField {
+        kind: "FineTuneJob",
+        field: "metadata.namespace",
+    })?;
+    let uid = job.uid().ok_or(Error::MissingField {
+        kind: "FineTuneJob",
+        field: "metadata.uid",
+    })?;
+    let key = JobKey {
+        namespace: namespace.clone(),
+        name: job.name_any(),
+        uid: uid.clone(),
+    };
+    if job.meta().deletion_timestamp.is_some() {
+        // Owner references take the children; the TrainedModel stays.
+        context.live.forget(&key);
+        context.forget(&uid);
+        return Ok(Requeue::await_change());
+    }
+
+    let world = World::observe(job, &context, &namespace, &key).await?;
+    let decision = decide(&world.observed(job));
+    for action in &decision.actions {
+        act(action, job, &context, &world).await?;
+    }
+    let old = job.status.clone().unwrap_or_default();
+    let mut requeue = decision.requeue;
+    if let Some(wait) = write_status(job, &old, &decision.status, &context, &key).await? {
+        requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
+    }
+    context.record_phase(&uid, decision.status.phase.map(|p| format!("{p:?}")));
+    if old.phase != decision.status.phase || old.reason != decision.status.reason {
+        announce(job, &decision.status, &context).await;
+    }
+    if matches!(
+        decision.status.phase,
+        Some(Phase::Succeeded | Phase::Failed)
+    ) {
+        context.live.forget(&key);
+    }
+    Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// What exists around a job.
+struct World {
+    missing: Vec<String>,
+    cache: Option<CachedModel>,
+    attempts: Vec<AttemptView>,
+    live: Option<crate::progress::Live>,
+    published: Option<TrainedModel>,
+}
+
+impl World {
+    async fn observe(
+        job: &FineTuneJob,
+        context: &Context,
+        namespace: &str,
+        key: &JobKey,
+    ) -> Result<Self> {
+        let client = context.client.clone();
+        let mut world = Self {
+            missing: Vec::new(),
+            cache: None,
+            attempts: Vec::new(),
+            live: context.live.get(key),
+            published: None,
+        };
+        let finished = job
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| matches!(p, Phase::Succeeded | Phase::Failed));
+        if finished {
+            return Ok(world);
+        }
+        let selector = format!("{}={}", names::JOB_LABEL, names::job_label_value(&key.name));
+        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let params = ListParams::default().labels(&selector);
+        let mut pod_list = pods.list(&params).await?.items;
+        pod_list.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+        for batch in jobs.list(&params).await?.items {
+            let owned = batch
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == key.uid && o.controller == Some(true));
+            let number = batch
+                .labels()
+                .get(names::ATTEMPT_LABEL)
+                .and_then(|n| n.parse().ok());
+            let (true, Some(number)) = (owned, number) else {
+                continue;
+            };
+            let batch_uid = batch.uid();
+            let pod = pod_list
+                .iter()
+                .rev()
+                .find(|p| {
+                    p.owner_references()
+                        .iter()
+                        .any(|o| Some(&o.uid) == batch_uid.as_ref())
+                })
+                .cloned();
+            world.attempts.push(AttemptView {
+                number,
+                job: batch,
+                pod,
+            });
+        }
+        world.attempts.sort_by_key(|a| a.number);
+        if world.attempts.is_empty() {
+            world.missing = children::missing_references(job, client.clone(), namespace).await?;
+        }
+        let caches: Api<CachedModel> = Api::all(client.clone());
+        world.cache = caches
+            .get_opt(&children::cached_model_name(job, &context.config.instance))
+            .await?;
+        if world.attempts.iter().any(|a| succeeded(&a.job)) {
+            let models: Api<TrainedModel> = Api::namespaced(client, namespace);
+            world.published = models.get_opt(&trained_model_name(job)).await?;
+        }
+        Ok(world)
+    }
+
+    fn observed<'a>(&'a self, job: &'a FineTuneJob) -> Observed<'a> {
+        Observed {
+            job,
+            now: jiff::Timestamp::now(),
+            missing: self.missing.clone(),
+            cache: self.cache.as_ref(),
+            attempts: self.attempts.clone(),
+            live: self.live.clone(),
+            published: self.published.as_ref(),
+        }
+    }
+}
+
+fn succeeded(batch: &Job) -> bool {
+    batch
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Complete" && c.status == "True")
+        })
+}
+
+/// Server-side apply as the operator.
+fn apply_params() -> PatchParams {
+    PatchParams::apply(names::MANAGER).force()
+}
+
+async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &World) -> Result<()> {
+    let client = context.client.clone();
+    let namespace = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let lookup = |result: &'static str| {
+        context
+            .metrics
+            .cache_lookups
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    };
+    match action {
+        Action::EnsureCachedModel => {
+            lookup("miss");
+            let cache = children::cached_model(job, &context.config);
+            let api: Api<CachedModel> = Api::all(client);
+            api.patch(&cache.name_any(), &apply_params(), &Patch::Apply(&cache))
+                .await?;
+        }
+        Action::RetryFetch => {
+            lookup("retry");
+            let api: Api<CachedModel> = Api::all(client);
+            let patch = json!({ "metadata": { "annotations": {
+                crate::cache::RETRY_ANNOTATION: jiff::Timestamp::now().to_string()
+            } } });
+            api.patch(
+                &children::cached_model_name(job, &context.config.instance),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        }
+        Action::CreateAttempt(number) => {
+            lookup("hit");
+            let cache = world.cache.as_ref();
+            let resolved = cache
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.resolved_revision.clone())
+                .unwrap_or_default();
+            let key = context
+                .key
+                .token(&namespace, &name, &job.uid().unwrap_or_default());
+            let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+            let config_map = children::job_file_config_map(job, &resolved)?;
+            config_maps
+                .patch(
+                    &config_map.name_any(),
+                    &apply_params(),
+                    &Patch::Apply(&config_map),
+                )
+                .await?;
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+            let secret = children::progress_token_secret(job, &key);
+            secrets
+                .patch(&secret.name_any(), &apply_params(), &Patch::Apply(&secret))
+                .await?;
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+            if claims
+                .get_opt(&names::checkpoint_claim(&name))
+                .await?
+                .is_none()
+            {
+                let claim = children::checkpoint_claim(job, &context.config);
+                claims.create(&PostParams::default(), &claim).await?;
+            }
+            let batch = children::trainer_job(job, &context.config, *number, cache);
+            jobs.patch(&batch.name_any(), &apply_params(), &Patch::Apply(&batch))
+                .await?;
+            if let Some(cache) = cache {
+                crate::cache::touch(client, &cache.name_any()).await?;
+            }
+            tracing::info!(%namespace, job = %name, attempt = number, "created the trainer's Job");
+        }
+        Action::Suspend(number, suspend) => hold(&jobs, &name, *number, *suspend).await?,
+        Action::StopAttempt(number) => hold(&jobs, &name, *number, true).await?,
+        Action::Publish(model) => {
+            let api: Api<TrainedModel> = Api::namespaced(client, &namespace);
+            match api.create(&PostParams::default(), model).await {
+                Ok(_) => {
+                    tracing::info!(%namespace, job = %name, model = %model.name_any(), "published")
+                }
+                // Someone published first: the next reconcile reads it and checks its producer.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Action::DeleteChildren => children::delete_all(job, client).await?,
+    }
+    Ok(())
+}
+
+/// Holds (`suspend: true`: the Job controller stops the pod with SIGTERM, the trainer
+/// checkpoints) or releases an attempt's Job.
+async fn hold(jobs: &Api<Job>, name: &str, attempt: u32, suspend: bool) -> Result<()> {
+    let patch = json!({ "spec": { "suspend": suspend } });
+    jobs.patch(
+        &names::trainer_job(name, attempt),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the status when it changed; step reports alone at most every
+/// `progress.statusIntervalSeconds`. Returns how long to wait when a write was held back.
+async fn write_status(
+    job: &FineTuneJob,
+    old: &FineTuneJobStatus,
+    new: &FineTuneJobStatus,
+    context: &Context,
+    key: &JobKey,
+) -> Result<Option<Duration>> {
+    if old == new {
+        return Ok(None);
+    }
+    let progress_only = {
+        let strip = |s: &FineTuneJobStatus| FineTuneJobStatus {
+            progress: None,
+            metrics: None,
+            last_checkpoint: None,
+            ..s.clone()
+        };
+        strip(old) == strip(new)
+    };
+    let interval = Duration::from_secs(context.config.progress.status_interval_seconds);
+    let milestone = context.live.get(key).is_some_and(|l| l.milestone_pending);
+    if progress_only
+        && !milestone
+        && let Some(since) = context.since_status_write(&key.uid)
+        && since < interval
+    {
+        return Ok(Some(interval - since));
+    }
+    let api: Api<FineTuneJob> = Api::namespaced(context.client.clone(), &key.namespace);
+    let patch = json!({
+        "apiVersion": "attune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "status": new,
+    });
+    api.patch_status(&job.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await?;
+    context.status_written(&key.uid);
+    context.live.written(key);
+    Ok(None)
+}
+
+/// An Event for a phase change.
+async fn announce(job: &FineTuneJob, status: &FineTuneJobStatus, context: &Context) {
+    let phase = status
+        .phase
+        .map_or("Unknown".to_owned(), |p| format!("{p:?}"));
+    let failed = matches!(status.phase, Some(Phase::Failed))
+        || status.reason.as_deref().is_some_and(|r| {
+            matches!(
+                r,
+                "Unschedulable"
+                    | "MissingReference"
+                    | "Retrying"
+                    | "ErrImagePull"
+                    | "ImagePullBackOff"
+            )
+        });
+    let event = Event {
+        type_: if failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: status.reason.clone().unwrap_or_else(|| phase.clone()),
+        note: status
+            .message
+            .clone()
+            .map(|m| m.chars().take(1000).collect()),
+        action: phase,
+        secondary: None,
+    };
+    if let Err(error) = context.recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::warn!(job = %job.name_any(), %error, "cannot publish an Event");
+    }
+}
