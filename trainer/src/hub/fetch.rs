@@ -4,12 +4,15 @@
 //! `<cache>/.locks/<repo>/`, so the second finds the files already there and downloads nothing.
 //! hf-hub writes to `.incomplete` files and renames them, so a partial file never looks complete;
 //! afterwards every blob is re-hashed against its name (sha256 for LFS files, git's blob sha1
-//! for files kept in git).
+//! for files kept in git), and the same read yields the sha256 and size of every file that the
+//! report ([`Fetched`]) lists for the operator.
 
 use std::path::{Path, PathBuf};
 
-use super::cache::{ResolvedModel, repo_folder, resolve};
-use crate::digest::{git_blob_sha1_file, sha256_file};
+use serde::Serialize;
+
+use super::cache::{repo_folder, resolve};
+use crate::digest::{FileDigest, file_digest, file_digest_and_git_sha1};
 use crate::error::{Error, Result};
 use crate::export::TOKENIZER_FILES;
 
@@ -27,8 +30,28 @@ pub struct FetchOptions {
     pub offline: bool,
 }
 
+/// A verified snapshot. Serialises as the `fetched` message (trainer/README.md, fetch): the last
+/// stdout line of `fetch` and its termination message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename = "fetched", rename_all = "camelCase")]
+pub struct Fetched {
+    /// The snapshot folder (printed on its own line, not part of the message).
+    #[serde(skip)]
+    pub dir: PathBuf,
+    /// The model id asked for.
+    pub model: String,
+    /// The revision asked for.
+    pub revision: String,
+    /// The commit it resolved to (None when `model` named a local folder).
+    pub resolved_revision: Option<String>,
+    /// Every file of the snapshot, sorted by path.
+    pub files: Vec<FileDigest>,
+    /// The files' sizes added up.
+    pub size_bytes: u64,
+}
+
 /// Downloads (or, offline, only verifies) the model and returns its snapshot.
-pub fn fetch(opts: &FetchOptions) -> Result<ResolvedModel> {
+pub fn fetch(opts: &FetchOptions) -> Result<Fetched> {
     let lock_dir = opts.cache.join(".locks").join(repo_folder(&opts.id));
     std::fs::create_dir_all(&lock_dir).map_err(|e| Error::io(&lock_dir, e))?;
     let lock_path = lock_dir.join("attune-fetch.lock");
@@ -65,38 +88,72 @@ pub fn fetch(opts: &FetchOptions) -> Result<ResolvedModel> {
             .map_err(|e| Error::Hub(format!("{}@{}: {e}", opts.id, opts.revision)))?;
     }
     let resolved = resolve(&opts.id, &opts.revision, &opts.cache)?;
-    verify_blobs(&resolved.dir)?;
+    let files = verify_blobs(&resolved.dir)?;
     lock.unlock().map_err(|e| Error::io(&lock_path, e))?;
-    Ok(resolved)
+    Ok(Fetched {
+        dir: resolved.dir,
+        model: opts.id.clone(),
+        revision: opts.revision.clone(),
+        resolved_revision: resolved.commit,
+        size_bytes: files.iter().map(|f| f.size_bytes).sum(),
+        files,
+    })
 }
 
-/// Re-hashes every snapshot file against the name of the blob it links to: a sha256 (LFS
-/// files) or a git blob sha1 (files kept in git). Blobs named otherwise are not checked.
-pub fn verify_blobs(snapshot: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(snapshot).map_err(|e| Error::io(snapshot, e))?;
+/// Re-hashes every file of the snapshot (subfolders included) against the name of the blob it
+/// links to — a sha256 (LFS files) or a git blob sha1 (files kept in git); a file whose blob is
+/// named otherwise, or that is no link, is hashed but not checked — and returns each file's
+/// sha256 and size, sorted by path. One read per file.
+pub fn verify_blobs(snapshot: &Path) -> Result<Vec<FileDigest>> {
+    let mut files = Vec::new();
+    walk(snapshot, snapshot, &mut files)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn walk(root: &Path, dir: &Path, files: &mut Vec<FileDigest>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for e in entries {
-        let path = e.map_err(|e| Error::io(snapshot, e))?.path();
-        let Ok(target) = std::fs::read_link(&path) else {
-            continue;
-        };
-        let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            continue;
-        }
-        let got = match name.len() {
-            64 => sha256_file(&path)?,
-            40 => git_blob_sha1_file(&path)?,
-            _ => continue,
-        };
-        if got != name {
-            return Err(Error::Hub(format!(
-                "{}: content hash {got} does not match blob {name}; delete the blob and fetch \
-                 again",
-                path.display()
-            )));
+        let path = e.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            walk(root, &path, files)?;
+        } else {
+            files.push(verify_file(root, &path)?);
         }
     }
     Ok(())
+}
+
+/// Hashes one snapshot file, checking it against its blob's name.
+fn verify_file(root: &Path, path: &Path) -> Result<FileDigest> {
+    let name = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    let blob = std::fs::read_link(path)
+        .ok()
+        .and_then(|t| t.file_name()?.to_str().map(String::from))
+        .filter(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+    let Some(blob) = blob else {
+        return file_digest(path, name);
+    };
+    let (digest, got) = match blob.len() {
+        64 => {
+            let d = file_digest(path, name)?;
+            let sha256 = d.sha256.clone();
+            (d, sha256)
+        }
+        40 => file_digest_and_git_sha1(path, name)?,
+        _ => return file_digest(path, name),
+    };
+    if got != blob {
+        return Err(Error::Hub(format!(
+            "{}: content hash {got} does not match blob {blob}; delete the blob and fetch again",
+            path.display()
+        )));
+    }
+    Ok(digest)
 }
