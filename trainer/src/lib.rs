@@ -4,7 +4,8 @@
 //!
 //! Module map: `model` (differentiable encoders + heads under HF weight names), `data` (rows,
 //! labels, tokenization, batching), `train` (AdamW, schedule, loop, progress), `checkpoint`,
-//! `export`, `predict`, `hub` (cache + fetch), `config` (the job file).
+//! `export`, `predict`, `hub` (cache + fetch), `config` (the job file), `termination` (the final
+//! message Kubernetes shows in the pod status).
 
 pub mod alloc;
 pub mod checkpoint;
@@ -18,6 +19,7 @@ pub mod hub;
 pub mod model;
 pub mod predict;
 pub mod rng;
+pub mod termination;
 pub mod threads;
 pub mod train;
 
