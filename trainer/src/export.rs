@@ -1,6 +1,7 @@
 //! Export: a folder `transformers.AutoModelForSequenceClassification.from_pretrained(dir)` and
 //! `AutoTokenizer.from_pretrained(dir)` load, plus `manifest.json` with every file's sha256 and
-//! the provenance of the model.
+//! size and the provenance of the model. The done event's `model` ([`ExportedModel`]) is built
+//! from that manifest, so what the operator publishes is what the folder holds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{fsync, sha256_file};
+use crate::digest::{FileDigest, file_digest, fsync, sha256_hex};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::train::metrics::EvalMetrics;
@@ -35,7 +36,7 @@ pub struct Provenance {
     /// The revision asked for and the commit it resolved to (None for local folders).
     pub revision: Option<String>,
     pub resolved_revision: Option<String>,
-    /// sha256 over the dataset files.
+    /// sha256 over the dataset files, `sha256:<hex>`.
     pub dataset_digest: String,
     /// The job's training hyper-parameters, as configured.
     pub hyperparameters: serde_json::Value,
@@ -48,10 +49,76 @@ pub struct Provenance {
 pub struct Manifest {
     /// File name → hex sha256, for every other file in the folder.
     pub files: BTreeMap<String, String>,
+    /// File name → size in bytes, for the same files (absent from manifests written before
+    /// sizes were recorded).
+    #[serde(default)]
+    pub size_bytes: BTreeMap<String, u64>,
     pub provenance: Provenance,
     pub labels: Vec<String>,
     pub step: u64,
     pub metrics: Option<EvalMetrics>,
+}
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// `manifest.json` itself, which cannot list its own digest.
+    pub manifest_file: FileDigest,
+}
+
+impl Exported {
+    /// Every file of the folder, `manifest.json` included, sorted by name.
+    pub fn files(&self) -> Vec<FileDigest> {
+        let m = &self.manifest;
+        let mut files: Vec<FileDigest> = m
+            .files
+            .iter()
+            .map(|(name, sha256)| FileDigest {
+                path: name.clone(),
+                sha256: sha256.clone(),
+                size_bytes: m.size_bytes.get(name).copied().unwrap_or_default(),
+            })
+            .chain([self.manifest_file.clone()])
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
+    }
+
+    /// The done event's `model`: the files and the provenance a publisher records.
+    pub fn model(&self) -> ExportedModel {
+        let p = &self.manifest.provenance;
+        ExportedModel {
+            files: self.files(),
+            dataset_digest: p
+                .dataset_digest
+                .strip_prefix("sha256:")
+                .unwrap_or(&p.dataset_digest)
+                .to_string(),
+            base_model: p.base_model.clone(),
+            revision: p.revision.clone(),
+            resolved_revision: p.resolved_revision.clone(),
+            labels: self.manifest.labels.clone(),
+        }
+    }
+}
+
+/// The done event's `model` (trainer/README.md, Progress format): taken from the export's
+/// manifest so the operator never recomputes, or guesses, what the trainer wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedModel {
+    /// Every file of the export folder, `manifest.json` included.
+    pub files: Vec<FileDigest>,
+    /// Hex sha256 over the dataset files (the manifest's `datasetDigest` without `sha256:`).
+    pub dataset_digest: String,
+    pub base_model: String,
+    /// The revision asked for and the commit it resolved to (None for a local base folder).
+    pub revision: Option<String>,
+    pub resolved_revision: Option<String>,
+    /// Class names in id order.
+    pub labels: Vec<String>,
 }
 
 /// Writes `config.json` for the classifier: the base config plus architecture and labels.
@@ -100,7 +167,7 @@ pub struct ExportInput<'a> {
 }
 
 /// Writes the export into `out` atomically (temp folder + rename, replacing an old export).
-pub fn export(input: &ExportInput<'_>, out: &Path) -> Result<PathBuf> {
+pub fn export(input: &ExportInput<'_>, out: &Path) -> Result<Exported> {
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -130,19 +197,19 @@ pub fn export(input: &ExportInput<'_>, out: &Path) -> Result<PathBuf> {
             std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
         }
     }
-    let mut files = BTreeMap::new();
+    let (mut files, mut size_bytes) = (BTreeMap::new(), BTreeMap::new());
     let entries = std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
     for e in entries {
         let e = e.map_err(|e| Error::io(&tmp, e))?;
         let p = e.path();
         fsync(&p)?;
-        files.insert(
-            e.file_name().to_string_lossy().into_owned(),
-            sha256_file(&p)?,
-        );
+        let d = file_digest(&p, e.file_name().to_string_lossy().into_owned())?;
+        size_bytes.insert(d.path.clone(), d.size_bytes);
+        files.insert(d.path, d.sha256);
     }
     let manifest = Manifest {
         files,
+        size_bytes,
         provenance: input.provenance.clone(),
         labels: input.labels.to_vec(),
         step: input.step,
@@ -153,17 +220,25 @@ pub fn export(input: &ExportInput<'_>, out: &Path) -> Result<PathBuf> {
         path: mpath.clone(),
         source,
     })?;
-    std::fs::write(&mpath, json).map_err(|e| Error::io(&mpath, e))?;
+    std::fs::write(&mpath, &json).map_err(|e| Error::io(&mpath, e))?;
     fsync(&mpath)?;
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
     }
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-    Ok(out.to_path_buf())
+    Ok(Exported {
+        dir: out.to_path_buf(),
+        manifest,
+        manifest_file: FileDigest {
+            path: "manifest.json".into(),
+            sha256: sha256_hex(&json),
+            size_bytes: json.len() as u64,
+        },
+    })
 }
 
 /// Exports a checkpoint folder (a `step-*` folder, or a checkpoint root: the newest valid one).
-pub fn export_checkpoint(checkpoint: &Path, out: &Path) -> Result<PathBuf> {
+pub fn export_checkpoint(checkpoint: &Path, out: &Path) -> Result<Exported> {
     let device = candle_core::Device::Cpu;
     let loaded = if checkpoint.join("state.json").is_file() {
         crate::checkpoint::load(checkpoint, &device)?

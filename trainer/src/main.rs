@@ -1,5 +1,6 @@
 //! `attune-trainer`: the command line. Exit codes are documented in trainer/README.md and
-//! mapped in [`exit_code`].
+//! mapped in [`exit_code`]; every command ends by writing its termination message
+//! ([`attune_trainer::termination`]) when `ATTUNE_TERMINATION_LOG` is set.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use attune_trainer::data::DataConfig;
 use attune_trainer::device::select_device;
 use attune_trainer::hub;
 use attune_trainer::predict::Predictor;
+use attune_trainer::termination::{self, TerminationLog};
 use attune_trainer::train::{
     Outcome, Precision, Progress, ReportConfig, Reporter, RunOptions, Token, run,
 };
@@ -237,7 +239,42 @@ fn job_from_args(a: &TrainArgs) -> anyhow::Result<JobConfig> {
     Ok(job)
 }
 
-fn train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
+/// How a command ended: the exit code, and the termination message (None: nothing to report).
+struct Ending {
+    code: ExitCode,
+    message: Option<String>,
+}
+
+impl Ending {
+    fn success(message: String) -> Self {
+        Self {
+            code: ExitCode::SUCCESS,
+            message: Some(message),
+        }
+    }
+}
+
+/// Prints the snapshot folder, then the `fetched` JSON, which is also the termination message.
+fn fetch(a: &FetchArgs) -> anyhow::Result<Ending> {
+    let fetched = hub::fetch(&hub::FetchOptions {
+        id: a.model.clone(),
+        revision: a.revision.clone(),
+        cache: a.cache.clone().unwrap_or_else(hub::cache_dir),
+        offline: a.offline,
+    })?;
+    println!("{}", fetched.dir.display());
+    println!("{}", serde_json::to_string(&fetched)?);
+    Ok(Ending::success(termination::fetched_message(&fetched)?))
+}
+
+fn export(a: &ExportArgs) -> anyhow::Result<Ending> {
+    let exported = attune_trainer::export::export_checkpoint(&a.checkpoint, &a.output)?;
+    let dir = exported.dir.display().to_string();
+    println!("{dir}");
+    Ok(Ending::success(dir))
+}
+
+fn train(a: &TrainArgs) -> anyhow::Result<Ending> {
     let job = job_from_args(a)?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
@@ -258,13 +295,16 @@ fn train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let outcome = run(&opts, &mut progress)?;
     progress.finish();
-    match outcome {
-        Outcome::Finished { .. } => Ok(ExitCode::SUCCESS),
+    let code = match outcome {
+        Outcome::Finished { .. } => ExitCode::SUCCESS,
         Outcome::Preempted { checkpoint, .. } => {
             tracing::warn!(checkpoint = %checkpoint.display(), "preempted; checkpoint saved");
-            Ok(ExitCode::from(EXIT_PREEMPTED))
+            ExitCode::from(EXIT_PREEMPTED)
         }
-    }
+    };
+    // The done event, finished or preempted.
+    let message = progress.done().map(termination::done_message).transpose()?;
+    Ok(Ending { code, message })
 }
 
 /// The bearer token for --progress-url: from --progress-token-file or ATTUNE_PROGRESS_TOKEN,
@@ -288,7 +328,7 @@ fn progress_token(a: &TrainArgs) -> anyhow::Result<Option<Token>> {
     })
 }
 
-fn predict(a: &PredictArgs) -> anyhow::Result<ExitCode> {
+fn predict(a: &PredictArgs) -> anyhow::Result<Ending> {
     let started = Instant::now();
     let predictor = Predictor::load(&a.model, a.max_length, &select_device(&a.device)?)?;
     let load_sec = started.elapsed().as_secs_f64();
@@ -322,7 +362,7 @@ fn predict(a: &PredictArgs) -> anyhow::Result<ExitCode> {
     for pred in predictor.top(&logits)? {
         writeln!(out, "{}\t{:.6}", pred.label, pred.score)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Ending::success(format!("predicted {} texts", texts.len())))
 }
 
 /// Maps an error to the documented exit code.
@@ -337,10 +377,40 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// Writes the termination message if a log is set; a failure to write is only logged, so the
+/// exit code stays the command's own.
+fn record(log: Option<&TerminationLog>, message: &str) {
+    let Some(log) = log else { return };
+    if let Err(e) = log.write(message) {
+        let path = log.path().display();
+        tracing::warn!(%path, error = %e, "cannot write the termination message");
+    }
+}
+
+/// After the default report on stderr, writes a panic as the termination message: exit code
+/// 101 is no documented code, and the pod status should still say what happened.
+fn record_panics(log: TerminationLog) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let at = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        // What `panic!` carries: a &str or a formatted String.
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        record(Some(&log), &format!("error: panicked{at}: {what}"));
+    }));
+}
+
 fn main() -> ExitCode {
     attune_trainer::alloc::tune();
     attune_trainer::threads::tune_candle();
-    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -349,31 +419,36 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    let log = TerminationLog::from_env();
+    if let Some(log) = &log {
+        record_panics(log.clone());
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A bad command line (exit 2) is reported too; --help and --version are not.
+            if e.use_stderr() {
+                record(log.as_ref(), e.to_string().trim_end());
+            }
+            e.exit()
+        }
+    };
     let result = match &cli.command {
-        Command::Fetch(a) => (|| -> anyhow::Result<ExitCode> {
-            let cache = a.cache.clone().unwrap_or_else(hub::cache_dir);
-            let r = hub::fetch(&hub::FetchOptions {
-                id: a.model.clone(),
-                revision: a.revision.clone(),
-                cache,
-                offline: a.offline,
-            })?;
-            println!("{}", r.dir.display());
-            Ok(ExitCode::SUCCESS)
-        })(),
+        Command::Fetch(a) => fetch(a),
         Command::Train(a) => train(a),
-        Command::Export(a) => (|| -> anyhow::Result<ExitCode> {
-            let out = attune_trainer::export::export_checkpoint(&a.checkpoint, &a.output)?;
-            println!("{}", out.display());
-            Ok(ExitCode::SUCCESS)
-        })(),
+        Command::Export(a) => export(a),
         Command::Predict(a) => predict(a),
     };
-    match result {
-        Ok(code) => code,
+    let (code, message) = match result {
+        Ok(Ending { code, message }) => (code, message),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(&e))
+            let line = format!("error: {e:#}");
+            eprintln!("{line}");
+            (ExitCode::from(exit_code(&e)), Some(line))
         }
+    };
+    if let Some(message) = message {
+        record(log.as_ref(), &message);
     }
+    code
 }

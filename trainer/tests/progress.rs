@@ -187,6 +187,7 @@ fn done(step: u64) -> Event {
         preempted: false,
         metrics: None,
         export_dir: Some("/output/model".into()),
+        model: None,
     }
 }
 
@@ -231,6 +232,7 @@ fn events_arrive_in_order_as_the_stdout_lines_with_the_bearer_token() {
             preempted: false,
             metrics: Some(metrics),
             export_dir: Some("/output/model".into()),
+            model: None,
         },
     ];
     for e in &events {

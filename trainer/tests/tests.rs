@@ -11,4 +11,5 @@ mod hub;
 mod model;
 mod progress;
 mod real;
+mod termination;
 mod training;

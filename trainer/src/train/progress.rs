@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::metrics::EvalMetrics;
 use super::precision::Precision;
 use super::report::{Reporter, Summary};
+use crate::export::ExportedModel;
 
 /// One progress event. Serialised with `"event"` as the tag and camelCase fields.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,13 +54,15 @@ pub enum Event {
     /// A checkpoint was written.
     #[serde(rename_all = "camelCase")]
     Checkpoint { step: u64, path: String },
-    /// Training finished or was preempted.
+    /// Training finished or was preempted. Also the termination message of `train`.
     #[serde(rename_all = "camelCase")]
     Done {
         step: u64,
         preempted: bool,
         metrics: Option<EvalMetrics>,
         export_dir: Option<String>,
+        /// The export's files and provenance; None when nothing was exported (preempted).
+        model: Option<ExportedModel>,
     },
 }
 
@@ -68,6 +71,8 @@ pub struct Progress {
     out: Box<dyn Write + Send>,
     bar: Option<indicatif::ProgressBar>,
     reporter: Option<Reporter>,
+    /// The `done` event once emitted: `main` writes it as the termination message.
+    done: Option<Event>,
 }
 
 impl std::fmt::Debug for Progress {
@@ -87,6 +92,7 @@ impl Progress {
             out: Box::new(std::io::stdout()),
             bar: tty.then(indicatif::ProgressBar::hidden),
             reporter: None,
+            done: None,
         }
     }
 
@@ -96,6 +102,7 @@ impl Progress {
             out,
             bar: None,
             reporter: None,
+            done: None,
         }
     }
 
@@ -149,6 +156,14 @@ impl Progress {
         if let Some(reporter) = &mut self.reporter {
             reporter.send(event, line);
         }
+        if let Event::Done { .. } = event {
+            self.done = Some(event.clone());
+        }
+    }
+
+    /// The `done` event, once emitted.
+    pub fn done(&self) -> Option<&Event> {
+        self.done.as_ref()
     }
 
     /// Ends the run's reporting: waits a bounded time for queued events to reach the progress

@@ -390,6 +390,7 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
                     preempted: true,
                     metrics: None,
                     export_dir: None,
+                    model: None,
                 });
                 return Ok(Outcome::Preempted {
                     step,
@@ -410,17 +411,18 @@ pub fn run(opts: &RunOptions, progress: &mut Progress) -> Result<Outcome> {
         step,
         path: path.display().to_string(),
     });
-    let export_dir = export_at(&job.output_dir.join("model"), step, Some(metrics))?;
+    let exported = export_at(&job.output_dir.join("model"), step, Some(metrics))?;
     progress.emit(&Event::Done {
         step,
         preempted: false,
         metrics: Some(metrics),
-        export_dir: Some(export_dir.display().to_string()),
+        export_dir: Some(exported.dir.display().to_string()),
+        model: Some(exported.model()),
     });
     Ok(Outcome::Finished {
         step,
         metrics,
-        export_dir,
+        export_dir: exported.dir,
         losses,
     })
 }
