@@ -33,6 +33,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init(args.log_format).context("installing the log subscriber")?;
+    // Fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &args.config {
         Some(path) => OperatorConfig::from_file(path)?,
         None => OperatorConfig::default(),

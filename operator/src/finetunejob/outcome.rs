@@ -104,13 +104,16 @@ pub fn classify(termination: &Termination) -> Failure {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportReport {
-    /// Every file of the export with its digest and size.
+    /// Every file of the export with its digest and size; the trainer leaves the list out of
+    /// its termination message when it would pass 4096 bytes (its `omitted` field says so).
+    #[serde(default)]
     pub files: Vec<ModelFile>,
     /// SHA-256 of the training data, lowercase hex.
     pub dataset_digest: String,
     /// The commit of the base model.
     pub resolved_revision: Option<String>,
-    /// The labels, in the order of the classifier's outputs.
+    /// The labels, in the order of the classifier's outputs (left out like `files`).
+    #[serde(default)]
     pub labels: Vec<String>,
 }
 

@@ -52,6 +52,14 @@ pub fn trained_model(
         .as_ref()
         .ok_or("the trainer finished without reporting an export")?;
     let uri = export_uri(job).ok_or("the output destination is not a PVC")?;
+    if export.files.is_empty() {
+        return Err(
+            "the trainer's report lists no exported files (its termination message \
+                    leaves the list out past 4096 bytes); the export is at its destination, \
+                    but no TrainedModel can vouch for it"
+                .to_owned(),
+        );
+    }
     let digest = export
         .dataset_digest
         .trim_start_matches("sha256:")
