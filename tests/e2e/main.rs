@@ -14,6 +14,10 @@
 mod crds;
 mod finetunejob;
 mod hub;
+mod job_failures;
 mod local_runner;
+mod progress_reports;
+mod resilience;
 mod scheduling;
 mod support;
+mod training;

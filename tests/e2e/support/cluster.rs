@@ -60,6 +60,11 @@ impl Cluster {
         cluster_setting(&self.kubeconfig, name)
     }
 
+    /// The admin kubeconfig of the cluster.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
     /// Runs kubectl with `args`.
     pub fn kubectl(&self, args: &[&str]) -> Run {
         self.kubectl_with_input(args, None)
