@@ -133,12 +133,21 @@ def torch_losses_cases(tmp: Path) -> list[tuple[str, bool]]:
             {"learning_rate": 1e-3, "weight_decay": 0.01, "warmup_steps": 1, "total_steps": 4, "max_grad_norm": 1.0}
         )
     )
-    outs = [tmp / "losses1.json", tmp / "losses2.json"]
-    runs = [run("torch_losses.py", "--init", init, "--batches", batches, "--config", config, "--out", o) for o in outs]
+    # Weight decay 0.5, on every parameter or (the default) not on biases and LayerNorm weights.
+    heavy, heavy_all = tmp / "heavy.json", tmp / "heavy-all.json"
+    base = {"learning_rate": 1e-3, "warmup_steps": 1, "total_steps": 4, "max_grad_norm": 1.0}
+    heavy.write_text(json.dumps({**base, "weight_decay": 0.5}))
+    heavy_all.write_text(json.dumps({**base, "weight_decay": 0.5, "decay_all": True}))
+    outs = [tmp / "losses1.json", tmp / "losses2.json", tmp / "heavy-out.json", tmp / "heavy-all-out.json"]
+    configs = [config, config, heavy, heavy_all]
+    runs = [
+        run("torch_losses.py", "--init", init, "--batches", batches, "--config", c, "--out", o)
+        for c, o in zip(configs, outs, strict=True)
+    ]
     if any(r.returncode != 0 for r in runs):
-        print(runs[0].stderr[-2000:], file=sys.stderr)
+        print(next(r for r in runs if r.returncode != 0).stderr[-2000:], file=sys.stderr)
         return [("torch_losses: runs", False)]
-    first, second = (json.loads(o.read_text()) for o in outs)
+    first, second, spared, decayed = (json.loads(o.read_text()) for o in outs)
     with torch.no_grad():
         direct = F.cross_entropy(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels).item()
     losses, lrs = first["losses"], first["learning_rates"]
@@ -152,6 +161,12 @@ def torch_losses_cases(tmp: Path) -> list[tuple[str, bool]]:
             all(abs(a - b) < 1e-12 for a, b in zip(lrs[1:], [1e-3, 2e-3 / 3, 1e-3 / 3], strict=True)),
         ),
         ("torch_losses: loss falls", losses[3] < losses[2] < losses[1]),
+        (
+            "torch_losses: decay_all also decays biases and LayerNorm weights",
+            # The first update (step 2's) is the first that decays: losses differ from step 3 on.
+            spared["losses"][:2] == decayed["losses"][:2]
+            and all(a != b for a, b in zip(spared["losses"][2:], decayed["losses"][2:], strict=True)),
+        ),
     ]
 
 

@@ -16,7 +16,9 @@ clip_grad_norm_(max_grad_norm) when max_grad_norm > 0. Loss: cross-entropy,
 mean over the batch. fp32, torch.manual_seed(0), deterministic algorithms.
 
 --config: {"learning_rate", "weight_decay", "warmup_steps", "total_steps",
-"max_grad_norm"}.
+"max_grad_norm"}, and optionally "decay_all": true to apply weight decay to
+biases and LayerNorm weights as well (not what the trainer does: the tests use
+it to show that a run makes the exclusion visible).
 --out: {"losses": [...], "grad_norms": [...], "learning_rates": [...]}, one
 entry per step: the loss before the update, the gradient norm before
 clipping, and the learning rate the update used.
@@ -89,9 +91,10 @@ def main() -> int:
     model.eval()  # dropout off; autograd stays on
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    no_decay = 0.0 if not config.get("decay_all", False) else config["weight_decay"]
     groups = [
         {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": config["weight_decay"]},
-        {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": no_decay},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config["learning_rate"], betas=(0.9, 0.999), eps=1e-8)
     scheduler = get_linear_schedule_with_warmup(optimizer, config["warmup_steps"], config["total_steps"])

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use attune_trainer::model::{ModelConfig, weights::build_params};
@@ -180,13 +181,50 @@ pub fn workspace(family: &str, n_train: usize) -> Workspace {
     }
 }
 
-/// Assets for the real-model tests, or None (with a notice) when ATTUNE_ASSETS is unset.
+/// Whether the tests run in CI (`CI=true` or `CI=1`), where a missing prerequisite is a failure,
+/// never a skip (as in the end-to-end tests).
+pub fn running_in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// What `tests/assets/setup` lays out and the real-model tests read.
+pub const ASSET_PARTS: &[&str] = &[
+    "venv/bin/python",
+    "hf-cache/models--sentence-transformers--all-MiniLM-L6-v2/refs/main",
+    "bbc/small-train.jsonl",
+    "bbc/small-validation.jsonl",
+    "reference/minilm_hidden.json",
+];
+
+/// Assets for the real-model tests, or None when ATTUNE_ASSETS is unset, with a notice written
+/// past the test harness's output capture. Under CI an unset ATTUNE_ASSETS fails the test; a set
+/// one that lacks a part of the assets always does, naming the part.
 pub fn assets(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("ATTUNE_ASSETS") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            eprintln!("skipping {test}: ATTUNE_ASSETS is not set (see tests/assets/setup)");
-            None
-        }
-    }
+    let Some(dir) = std::env::var_os("ATTUNE_ASSETS").filter(|p| !p.is_empty()) else {
+        assert!(
+            !running_in_ci(),
+            "{test}: CI is set but ATTUNE_ASSETS is not: CI must run the real-model tests \
+             (eval the last line of tests/assets/setup)"
+        );
+        // Straight to stderr, past the harness's capture, so that the skip shows.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping {test}: ATTUNE_ASSETS is not set (see tests/assets/setup)"
+        );
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    let missing: Vec<String> = ASSET_PARTS
+        .iter()
+        .map(|part| dir.join(part))
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{test}: ATTUNE_ASSETS={} lacks {} (rerun tests/assets/setup)",
+        dir.display(),
+        missing.join(", ")
+    );
+    Some(dir)
 }
