@@ -209,3 +209,55 @@ fn a_job_trains_and_publishes_its_model_with_provenance() {
         "{table}"
     );
 }
+
+#[test]
+fn a_killed_trainer_is_retried_and_resumes_from_its_checkpoint() {
+    let Some(ns) = TestNamespace::create("resume") else {
+        return;
+    };
+    let _operator = Operator::start(&ns);
+    data_config_map(&ns, "intents", &intents());
+    claim(&ns, "models");
+    let spec = json!({ "hyperparameters": { "batchSize": 4, "checkpointEverySteps": 4 } });
+    ns.apply(&job("resume", "intents", 3, &spec))
+        .expect_success();
+    let checkpointed = wait_for_job(&ns, "resume", "a checkpoint", TRAINING_WAIT, |j| {
+        j["status"]["lastCheckpoint"]["step"].as_u64().unwrap_or(0) >= 4 || phase(j) == "Failed"
+    });
+    let saved = checkpointed["status"]["lastCheckpoint"]["step"]
+        .as_u64()
+        .expect("a checkpoint step");
+    // SIGKILL: no chance to checkpoint again, as when a node dies.
+    let pattern = format!("volumes/{}/", ns.name);
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", &pattern])
+        .status()
+        .expect("pkill");
+    assert!(killed.success(), "no trainer process matched {pattern}");
+
+    let done = wait_for_job(&ns, "resume", "the job to finish", TRAINING_WAIT, |j| {
+        matches!(phase(j), "Succeeded" | "Failed")
+    });
+    assert_eq!(phase(&done), "Succeeded", "{}", done["status"]);
+    assert_eq!(done["status"]["attempts"], 2, "{}", done["status"]);
+    let pods = ns
+        .get_json(&["pods", "-l", "attune.dev/job=resume,attune.dev/attempt=2"])
+        .expect("attempt 2's pod");
+    let dir = pods["items"][0]["metadata"]["annotations"]["attune.dev/local-runner-dir"]
+        .as_str()
+        .expect("the runner's folder")
+        .to_owned();
+    let log = std::fs::read_to_string(std::path::Path::new(&dir).join("trainer.log"))
+        .expect("attempt 2's log");
+    let start: Value = log
+        .lines()
+        .find(|l| l.contains("\"event\":\"start\""))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no start event in:\n{log}"));
+    assert!(start["resumedFrom"].is_string(), "{start}");
+    let resumed = start["startStep"].as_u64().expect("startStep");
+    assert!(
+        resumed >= saved,
+        "resumed at {resumed}, checkpointed {saved}: {start}"
+    );
+}
