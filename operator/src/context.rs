@@ -42,6 +42,8 @@ pub struct Context {
     phases: Mutex<HashMap<String, String>>,
     /// When each job's status was last written, for throttling step reports.
     status_writes: Mutex<HashMap<String, Instant>>,
+    /// Reconciles of each object that failed in a row, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -74,6 +76,7 @@ impl Context {
             wake,
             phases: Mutex::default(),
             status_writes: Mutex::default(),
+            failures: Mutex::default(),
         };
         (Arc::new(context), woken)
     }
@@ -122,6 +125,26 @@ impl Context {
             .insert(uid.to_owned(), Instant::now());
     }
 
+    /// Counts a failed reconcile of `key` and returns how long to wait before the next: 5 s,
+    /// doubling with each failure in a row, at most 5 minutes.
+    pub fn backoff(&self, key: &str) -> std::time::Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff_after(*count)
+    }
+
+    /// Resets the backoff of `key` after a reconcile that succeeded.
+    pub fn recovered(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+
     /// Forgets a job's bookkeeping (it is gone).
     pub fn forget(&self, uid: &str) {
         self.record_phase(uid, None);
@@ -129,5 +152,22 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(uid);
+    }
+}
+
+/// The wait after `failures` failed reconciles in a row: 5 s, doubling, at most 5 minutes.
+fn backoff_after(failures: u32) -> std::time::Duration {
+    let seconds = 5u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
+    std::time::Duration::from_secs(seconds.min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_after;
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff_after(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
     }
 }

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, PodSecurityContext, PodSpec,
-    SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
+    PodTemplateSpec, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::config::{OperatorConfig, PodDefaults};
 
@@ -134,5 +136,30 @@ pub fn pod_spec(
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         ..PodSpec::default()
+    }
+}
+
+/// A batch/v1 Job of one pod that Kubernetes does not retry (`backoffLimit: 0`): the operator
+/// decides about retries itself, each as a Job of its own. `labels` go on the Job and its pod.
+pub fn single_pod_job(
+    mut metadata: ObjectMeta,
+    labels: BTreeMap<String, String>,
+    pod: PodSpec,
+) -> Job {
+    metadata.labels = Some(labels.clone());
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
     }
 }

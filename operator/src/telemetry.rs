@@ -1,6 +1,8 @@
 //! Logging: JSON lines in the cluster (where a log pipeline parses them), readable text in a
 //! terminal.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -26,6 +28,8 @@ pub fn init(format: LogFormat) -> Result<(), tracing_subscriber::util::TryInitEr
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json())
             .try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
     }
 }

@@ -2,8 +2,8 @@
 //! `attune-trainer fetch`.
 
 use attune_crds::CachedModel;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, PodTemplateSpec, SecretKeySelector};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
@@ -11,7 +11,7 @@ use crate::config::{MODEL_CACHE_VOLUME, OperatorConfig};
 use crate::finetunejob::cache_subdir;
 use crate::finetunejob::job_file::{paths, repo_id};
 use crate::names;
-use crate::pod::{env, mount, pod_spec, scratch_volume, trainer_container};
+use crate::pod::{env, mount, pod_spec, scratch_volume, single_pod_job, trainer_container};
 
 /// The namespace a CachedModel's fetch runs in: its tenant's (where the token Secret is), else
 /// the operator's.
@@ -89,26 +89,14 @@ pub fn fetch_job(
         (names::INSTANCE_LABEL.to_owned(), config.instance.clone()),
     ]
     .into();
-    Job {
-        metadata: ObjectMeta {
+    single_pod_job(
+        ObjectMeta {
             name: Some(names::fetch_job(&name, attempt)),
             namespace: Some(fetch_namespace(cache, config)),
-            labels: Some(labels.clone()),
             owner_references: cache.controller_owner_ref(&()).map(|r| vec![r]),
             ..ObjectMeta::default()
         },
-        spec: Some(JobSpec {
-            // The operator retries with its own backoff, when a job asks again.
-            backoff_limit: Some(0),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
-            ..JobSpec::default()
-        }),
-        status: None,
-    }
+        labels,
+        pod,
+    )
 }

@@ -6,7 +6,6 @@ mod reconcile;
 pub mod report;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use attune_crds::CachedModel;
 use futures::StreamExt;
@@ -76,5 +75,5 @@ fn error_policy(cache: Arc<CachedModel>, error: &Error, context: Arc<Context>) -
         })
         .inc();
     tracing::warn!(cached_model = cache.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(context.backoff(&cache.uid().unwrap_or_else(|| cache.name_any())))
 }

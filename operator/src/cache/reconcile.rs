@@ -156,6 +156,9 @@ pub async fn reconcile(cache: Arc<CachedModel>, context: Arc<Context>) -> Result
             }
         }
     }
+    if let Some(uid) = &uid {
+        context.recovered(uid);
+    }
     if status != old {
         let api: Api<CachedModel> = Api::all(context.client.clone());
         let patch = json!({

@@ -153,6 +153,31 @@ impl Builder<'_> {
     }
 }
 
+/// The status of a job whose trainer Job the API server refused (core types carry no schema
+/// limits inside a FineTuneJob, so e.g. an affinity weight of 0 passes `kubectl apply` and fails
+/// here): Failed with the server's words, since retrying the same spec cannot help.
+pub fn refused(
+    observed: &Observed<'_>,
+    status: FineTuneJobStatus,
+    message: &str,
+) -> FineTuneJobStatus {
+    let mut b = Builder {
+        observed,
+        status,
+        actions: Vec::new(),
+        requeue: None,
+        now: Time(observed.now),
+    };
+    b.fail(
+        "JobRejected",
+        format!(
+            "the API server refused the trainer's Job: {message}; fix the FineTuneJob's \
+             spec.resources and create it again"
+        ),
+    );
+    b.status
+}
+
 /// Decides the job's status and next actions.
 pub fn decide(observed: &Observed<'_>) -> Decision {
     let job = observed.job;
@@ -450,18 +475,6 @@ fn succeed(b: &mut Builder<'_>, latest: &AttemptView, resolved: &str) {
 
 /// The attempt failed: retry from the checkpoint, or give up with the reason.
 fn failed_attempt(b: &mut Builder<'_>, latest: &AttemptView, job_reason: &str) {
-    let job = b.observed.job;
-    let policy = &job.spec.run_policy;
-    if job_reason == "DeadlineExceeded" && deadline_passed(b).is_some() {
-        b.fail(
-            "DeadlineExceeded",
-            format!(
-                "the job ran longer than runPolicy.activeDeadlineSeconds ({} s)",
-                policy.active_deadline_seconds.unwrap_or_default()
-            ),
-        );
-        return;
-    }
     let failure = match latest.pod.as_ref().and_then(termination) {
         Some(ended) => classify(&ended),
         None => Failure {
@@ -565,6 +578,27 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
         let elapsed = observed.now.duration_since(started.0).as_secs().max(0) as u64;
         b.requeue_in(Duration::from_secs(deadline.saturating_sub(elapsed) + 1));
     }
+    let trained = observed.live.as_ref().is_some_and(|l| l.finished_training)
+        || latest
+            .pod
+            .as_ref()
+            .and_then(|p| p.status.as_ref()?.phase.as_deref())
+            .is_some_and(|phase| phase == "Succeeded");
+    if trained {
+        // The pod is done or exporting; the Job's Complete condition follows in a moment.
+        b.phase(
+            Phase::Exporting,
+            "Exporting",
+            "training finished; exporting the model",
+        );
+        b.condition(
+            condition::RUNNING,
+            true,
+            "Exporting",
+            "the trainer exports the model",
+        );
+        return;
+    }
     let Some(pod) = pod else {
         b.phase(Phase::Running, "Starting", "waiting for the trainer pod");
         b.condition(
@@ -623,20 +657,11 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
             b.requeue_in(Duration::from_secs(deadline - quiet + 1));
         }
     }
-    let exporting = observed.live.as_ref().is_some_and(|l| l.finished_training);
-    if exporting {
-        b.phase(
-            Phase::Exporting,
-            "Exporting",
-            "training finished; exporting the model",
-        );
-    } else {
-        b.phase(
-            Phase::Running,
-            "Training",
-            format!("attempt {} is training", latest.number),
-        );
-    }
+    b.phase(
+        Phase::Running,
+        "Training",
+        format!("attempt {} is training", latest.number),
+    );
     b.condition(
         condition::RUNNING,
         true,

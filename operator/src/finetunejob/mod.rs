@@ -13,7 +13,6 @@ mod tests;
 pub mod trainer_job;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use attune_crds::{CachedModel, FineTuneJob};
 use futures::StreamExt;
@@ -134,5 +133,5 @@ fn error_policy(job: Arc<GuardedJob>, error: &Error, context: Arc<Context>) -> A
         %error,
         "reconcile failed; retrying"
     );
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(context.backoff(&job.uid().unwrap_or_else(|| job.name_any())))
 }

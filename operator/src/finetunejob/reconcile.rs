@@ -13,7 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::children;
-use super::decide::{Action, AttemptView, Observed, decide};
+use super::decide::{Action, AttemptView, Observed, decide, refused};
 use super::publish::trained_model_name;
 use crate::context::{Context, GuardedJob};
 use crate::error::{Error, Result};
@@ -58,9 +58,20 @@ pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Resul
     }
 
     let world = World::observe(job, &context, &namespace, &key).await?;
-    let decision = decide(&world.observed(job));
+    let observed = world.observed(job);
+    let mut decision = decide(&observed);
     for action in &decision.actions {
-        act(action, job, &context, &world).await?;
+        match act(action, job, &context, &world).await {
+            Err(Error::Kube(kube::Error::Api(status)))
+                if matches!(action, Action::CreateAttempt(_))
+                    && matches!(status.code, 400 | 422) =>
+            {
+                decision.status = refused(&observed, decision.status, &status.message);
+                decision.requeue = None;
+                break;
+            }
+            result => result?,
+        }
     }
     let old = job.status.clone().unwrap_or_default();
     let mut requeue = decision.requeue;
@@ -77,6 +88,7 @@ pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Resul
     ) {
         context.live.forget(&key);
     }
+    context.recovered(&uid);
     Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue))
 }
 

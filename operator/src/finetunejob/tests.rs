@@ -137,6 +137,11 @@ impl World {
     }
 }
 
+/// Seconds since the epoch of an RFC 3339 time.
+fn at(time: &str) -> i64 {
+    time.parse::<Timestamp>().expect("a time").as_second()
+}
+
 fn reason(decision: &Decision) -> &str {
     decision.status.reason.as_deref().unwrap_or_default()
 }
@@ -525,6 +530,19 @@ fn an_unschedulable_pod_is_reported_with_the_schedulers_words() {
 }
 
 #[test]
+fn a_finished_pod_whose_job_is_not_complete_yet_is_exporting() {
+    let mut world = World::new(minimal());
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), false),
+        Some(terminated(0, &done_message())),
+    )];
+    let decision = world.decide();
+    assert_eq!(decision.status.phase, Some(Phase::Exporting));
+    assert!(decision.actions.is_empty());
+}
+
+#[test]
 fn suspension_holds_the_attempt_and_release_resumes_it() {
     let mut world = World::new(minimal());
     world.job.spec.run_policy.suspend = true;
@@ -555,10 +573,7 @@ fn deadlines_and_stalls_stop_the_attempt() {
     let mut world = World::new(minimal());
     world.job.spec.run_policy.active_deadline_seconds = Some(60);
     started(&mut world.job, "2027-01-15T08:00:00Z");
-    world.now = "2027-01-15T08:02:00Z"
-        .parse::<Timestamp>()
-        .expect("t")
-        .as_second();
+    world.now = at("2027-01-15T08:02:00Z");
     world.attempts = vec![attempt(
         1,
         batch_job(json!([]), false),
@@ -572,10 +587,7 @@ fn deadlines_and_stalls_stop_the_attempt() {
     let mut world = World::new(minimal());
     world.job.spec.run_policy.progress_deadline_seconds = Some(30);
     started(&mut world.job, "2027-01-15T08:00:00Z");
-    world.now = "2027-01-15T08:01:00Z"
-        .parse::<Timestamp>()
-        .expect("t")
-        .as_second();
+    world.now = at("2027-01-15T08:01:00Z");
     world.attempts = vec![attempt(
         1,
         batch_job(json!([]), false),
@@ -589,10 +601,7 @@ fn deadlines_and_stalls_stop_the_attempt() {
     let stalled = crate::conditions::find(&decision.status.conditions, "Stalled").expect("Stalled");
     assert_eq!(stalled.status, "True");
 
-    world.now = "2027-01-15T08:00:20Z"
-        .parse::<Timestamp>()
-        .expect("t")
-        .as_second();
+    world.now = at("2027-01-15T08:00:20Z");
     let decision = world.decide();
     assert!(decision.actions.is_empty(), "{:?}", decision.actions);
     assert_eq!(decision.status.phase, Some(Phase::Running));
@@ -606,16 +615,10 @@ fn a_finished_job_is_never_rerun_and_is_cleaned_after_its_ttl() {
     status.phase = Some(Phase::Succeeded);
     status.completion_time =
         Some(serde_json::from_value(json!("2027-01-15T08:00:00Z")).expect("t"));
-    world.now = "2027-01-15T08:01:00Z"
-        .parse::<Timestamp>()
-        .expect("t")
-        .as_second();
+    world.now = at("2027-01-15T08:01:00Z");
     let decision = world.decide();
     assert!(decision.actions.is_empty());
     assert_eq!(decision.requeue.map(|d| d.as_secs()), Some(40));
-    world.now = "2027-01-15T08:02:00Z"
-        .parse::<Timestamp>()
-        .expect("t")
-        .as_second();
+    world.now = at("2027-01-15T08:02:00Z");
     assert_eq!(world.decide().actions, [Action::DeleteChildren]);
 }

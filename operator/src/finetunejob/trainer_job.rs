@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use attune_crds::{DataSource, FineTuneJob};
 use k8s_openapi::api::batch::v1::{
-    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    Job, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, KeyToPath, PersistentVolumeClaimVolumeSource, PodTemplateSpec,
-    ResourceRequirements, SecretVolumeSource, Toleration, Volume, VolumeMount,
+    ConfigMapVolumeSource, KeyToPath, PersistentVolumeClaimVolumeSource, ResourceRequirements,
+    SecretVolumeSource, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use super::job_file::{data_file, output_dir, paths};
 use crate::config::{MODEL_CACHE_VOLUME, OperatorConfig};
 use crate::names;
-use crate::pod::{env, mount, pod_spec, scratch_volume, trainer_container};
+use crate::pod::{env, mount, pod_spec, scratch_volume, single_pod_job, trainer_container};
 
 /// Exit code of a trainer stopped by SIGTERM after writing a checkpoint: not a failure.
 pub const EXIT_PREEMPTED: i32 = 75;
@@ -216,53 +216,42 @@ pub fn trainer_job(job: &FineTuneJob, config: &OperatorConfig, attempt: &Attempt
         .clone_from(&resources.priority_class_name);
     pod.termination_grace_period_seconds = Some(config.trainer.termination_grace_period_seconds);
 
-    let labels = attempt_labels(job, attempt.number);
-    Job {
-        metadata: ObjectMeta {
+    let mut batch = single_pod_job(
+        ObjectMeta {
             name: Some(names::trainer_job(&name, attempt.number)),
             namespace: job.namespace(),
-            labels: Some(labels.clone()),
             owner_references: job.controller_owner_ref(&()).map(|r| vec![r]),
             ..ObjectMeta::default()
         },
-        spec: Some(JobSpec {
-            // One pod per attempt: the operator decides about retries, so that each retry is
-            // an attempt of its own (labels, status) that resumes from the last checkpoint.
-            backoff_limit: Some(0),
-            suspend: Some(attempt.suspend),
-            pod_failure_policy: Some(PodFailurePolicy {
-                rules: vec![
-                    // SIGTERM after a checkpoint (suspension, eviction) is no failure.
-                    PodFailurePolicyRule {
-                        action: "Ignore".to_owned(),
-                        on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
-                            container_name: None,
-                            operator: "In".to_owned(),
-                            values: vec![EXIT_PREEMPTED],
-                        }),
-                        on_pod_conditions: None,
-                    },
-                    PodFailurePolicyRule {
-                        action: "Ignore".to_owned(),
-                        on_exit_codes: None,
-                        on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
-                            type_: "DisruptionTarget".to_owned(),
-                            status: Some("True".to_owned()),
-                        }]),
-                    },
-                ],
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
-            ..JobSpec::default()
-        }),
-        status: None,
+        attempt_labels(job, attempt.number),
+        pod,
+    );
+    if let Some(spec) = batch.spec.as_mut() {
+        spec.suspend = Some(attempt.suspend);
+        spec.pod_failure_policy = Some(PodFailurePolicy {
+            rules: vec![
+                // SIGTERM after a checkpoint (suspension, eviction) is no failure.
+                PodFailurePolicyRule {
+                    action: "Ignore".to_owned(),
+                    on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                        container_name: None,
+                        operator: "In".to_owned(),
+                        values: vec![EXIT_PREEMPTED],
+                    }),
+                    on_pod_conditions: None,
+                },
+                PodFailurePolicyRule {
+                    action: "Ignore".to_owned(),
+                    on_exit_codes: None,
+                    on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                        type_: "DisruptionTarget".to_owned(),
+                        status: Some("True".to_owned()),
+                    }]),
+                },
+            ],
+        });
     }
+    batch
 }
 
 /// GPUs as requests and limits (extended resources need both equal), CPU and memory likewise.
