@@ -82,10 +82,65 @@ fn more_gpus_than_any_node_has_is_reported_unschedulable() {
         &json!({ "resources": { "gpus": 16 } }),
     ))
     .expect_success();
+    // Until the checkpoint claim binds, the scheduler names that instead: wait for the GPUs.
     let stuck = wait_for_job(&ns, "huge", "the scheduler's verdict", TRAINING_WAIT, |j| {
         j["status"]["reason"] == "Unschedulable"
+            && j["status"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Insufficient nvidia.com/gpu"))
     });
     assert_eq!(phase(&stuck), "Pending");
     let message = stuck["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("Insufficient nvidia.com/gpu"), "{message}");
+}
+
+#[test]
+fn an_unknown_model_fails_the_job_with_the_fetchs_reason() {
+    let Some(ns) = TestNamespace::create("no-model") else {
+        return;
+    };
+    let _operator = Operator::start(&ns);
+    data_config_map(&ns, "intents", &intents());
+    claim(&ns, "models");
+    let spec = json!({ "model": { "source": format!("hf://e2e/{}-absent", ns.name) } });
+    ns.apply(&job("absent", "intents", 1, &spec))
+        .expect_success();
+    let failed = wait_for_job(&ns, "absent", "the fetch to fail", TRAINING_WAIT, |j| {
+        phase(j) == "Failed"
+    });
+    let status = &failed["status"];
+    assert_eq!(status["reason"], "ModelFetchFailed", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("RepositoryNotFound") && message.contains("spec.model.source"),
+        "{message}"
+    );
+    assert_eq!(status["attempts"], 0, "nothing trained: {status}");
+}
+
+#[test]
+fn a_job_the_api_server_refuses_fails_with_its_words_and_no_retry_loop() {
+    let Some(ns) = TestNamespace::create("refused") else {
+        return;
+    };
+    let _operator = Operator::start(&ns);
+    data_config_map(&ns, "intents", &intents());
+    claim(&ns, "models");
+    // Accepted in a FineTuneJob (core types carry no limits there), refused in a pod.
+    let affinity = json!({ "resources": { "affinity": { "nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [{ "weight": 0, "preference": {
+            "matchExpressions": [{ "key": "zone", "operator": "In", "values": ["a"] }] } }] } } } });
+    ns.apply(&job("refused", "intents", 1, &affinity))
+        .expect_success();
+    let failed = wait_for_job(&ns, "refused", "the refusal", TRAINING_WAIT, |j| {
+        phase(j) == "Failed"
+    });
+    let status = &failed["status"];
+    assert_eq!(status["reason"], "JobRejected", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("weight"), "the server's words: {message}");
+    let jobs = ns
+        .get_json(&["jobs", "-l", "attune.dev/job=refused"])
+        .expect("jobs");
+    assert_eq!(jobs["items"].as_array().map(Vec::len), Some(0), "{jobs}");
 }

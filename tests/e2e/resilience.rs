@@ -315,33 +315,7 @@ fn crashes_retry_suspension_holds_and_ttl_cleans_up() {
     assert_eq!(done["status"]["attempts"], 2);
 
     // After the TTL the children go; the job's record and the TrainedModel stay.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let left: Vec<String> = [
-            ("jobs", "attune.dev/job=life"),
-            ("configmaps", "attune.dev/job=life"),
-            ("secrets", "attune.dev/job=life"),
-            ("pvc", "attune.dev/job=life"),
-        ]
-        .iter()
-        .flat_map(|(kind, selector)| {
-            items(&ns, kind, selector)
-                .into_iter()
-                .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
-                .map(move |o| {
-                    format!(
-                        "{kind}/{}",
-                        o["metadata"]["name"].as_str().unwrap_or_default()
-                    )
-                })
-        })
-        .collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "left after the TTL: {left:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_no_children(&ns, "life", "the TTL");
     assert!(ns.get_json(&["trainedmodel", "life"]).is_some());
     assert_eq!(
         phase(&ns.get_json(&["finetunejob", "life"]).expect("job")),
@@ -352,6 +326,63 @@ fn crashes_retry_suspension_holds_and_ttl_cleans_up() {
         items(&ns, "jobs", "attune.dev/job=life").is_empty(),
         "a finished job's Jobs are never recreated"
     );
+}
+
+/// Waits until job `name` has no Jobs, ConfigMaps, Secrets or claims left (ignoring those
+/// already being deleted).
+fn wait_for_no_children(ns: &TestNamespace, name: &str, after: &str) {
+    let selector = format!("attune.dev/job={name}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: Vec<String> = ["jobs", "configmaps", "secrets", "pvc"]
+            .iter()
+            .flat_map(|kind| {
+                items(ns, kind, &selector)
+                    .into_iter()
+                    .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
+                    .map(move |o| {
+                        format!(
+                            "{kind}/{}",
+                            o["metadata"]["name"].as_str().unwrap_or_default()
+                        )
+                    })
+            })
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "left after {after}: {left:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn deleting_a_job_deletes_its_children() {
+    let Some(ns) = TestNamespace::create("deletion") else {
+        return;
+    };
+    let _operator = Operator::start_with(&ns, simulated_trainers);
+    data_config_map(&ns, "intents", &intents());
+    claim(&ns, "models");
+    ns.apply(&job(
+        "doomed",
+        "intents",
+        1,
+        &json!({ "resources": { "gpus": 1 } }),
+    ))
+    .expect_success();
+    wait_for_job(&ns, "doomed", "the attempt", TRAINING_WAIT, |j| {
+        j["status"]["attempts"] == 1
+    });
+    for kind in ["jobs", "configmaps", "secrets", "pvc"] {
+        assert!(
+            !items(&ns, kind, "attune.dev/job=doomed").is_empty(),
+            "the job has {kind}"
+        );
+    }
+    ns.kubectl(&["delete", "finetunejob", "doomed", "--wait=false"])
+        .expect_success();
+    wait_for_no_children(&ns, "doomed", "the deletion");
 }
 
 #[test]
