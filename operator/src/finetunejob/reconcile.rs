@@ -242,7 +242,7 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
                 .and_then(|c| c.status.as_ref())
                 .and_then(|s| s.resolved_revision.clone())
                 .unwrap_or_default();
-            let key = context
+            let token = context
                 .key
                 .token(&namespace, &name, &job.uid().unwrap_or_default());
             let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
@@ -255,7 +255,7 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
                 )
                 .await?;
             let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-            let secret = children::progress_token_secret(job, &key);
+            let secret = children::progress_token_secret(job, &token);
             secrets
                 .patch(&secret.name_any(), &apply_params(), &Patch::Apply(&secret))
                 .await?;
