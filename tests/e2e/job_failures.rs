@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use crate::support::{
-    Operator, TRAINING_WAIT, TestNamespace, claim, data_config_map, intents, job, phase,
-    wait_for_job,
+    Operator, TRAINING_WAIT, TestNamespace, claim, data_config_map, intents, intents_and_models,
+    job, phase, wait_for_job,
 };
 
 #[test]
@@ -73,8 +73,7 @@ fn more_gpus_than_any_node_has_is_reported_unschedulable() {
         return;
     };
     let _operator = Operator::start(&ns);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     ns.apply(&job(
         "huge",
         "intents",
@@ -100,8 +99,7 @@ fn an_unknown_model_fails_the_job_with_the_fetchs_reason() {
         return;
     };
     let _operator = Operator::start(&ns);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     let spec = json!({ "model": { "source": format!("hf://e2e/{}-absent", ns.name) } });
     ns.apply(&job("absent", "intents", 1, &spec))
         .expect_success();
@@ -124,8 +122,7 @@ fn a_job_the_api_server_refuses_fails_with_its_words_and_no_retry_loop() {
         return;
     };
     let _operator = Operator::start(&ns);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     // Accepted in a FineTuneJob (core types carry no limits there), refused in a pod.
     let affinity = json!({ "resources": { "affinity": { "nodeAffinity": {
         "preferredDuringSchedulingIgnoredDuringExecution": [{ "weight": 0, "preference": {

@@ -3,8 +3,7 @@
 use serde_json::json;
 
 use crate::support::{
-    Operator, TRAINING_WAIT, TestNamespace, claim, data_config_map, intents, job, request,
-    wait_for_job,
+    Operator, TRAINING_WAIT, TestNamespace, intents_and_models, job, request, wait_for_job,
 };
 
 #[test]
@@ -13,8 +12,7 @@ fn a_report_is_accepted_only_with_its_own_jobs_token() {
         return;
     };
     let operator = Operator::start(&ns);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     // Unschedulable on purpose: the tokens exist once the attempt is created, and nothing trains.
     for name in ["alpha", "beta"] {
         ns.apply(&job(

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Operator, TRAINING_WAIT, TestNamespace, claim, data_config_map, done_event, end_pod, intents,
-    job, phase, request, running_trainer_pods, simulated_trainers, wait_for_job,
+    Operator, TRAINING_WAIT, TestNamespace, done_event, end_pod, intents_and_models, job, phase,
+    request, running_trainer_pods, simulated_trainers, wait_for_job,
 };
 
 /// A copy of the seeded all-MiniLM-L6-v2 repo under a name of this test's own, so the hub's
@@ -90,8 +90,7 @@ fn ten_jobs_on_one_model_fetch_it_once_and_survive_a_killed_operator() {
     };
     let repo = PrivateRepo::new(&ns);
     let mut operator = Operator::start_with(&ns, simulated_trainers);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     let names: Vec<String> = (0..10).map(|i| format!("job-{i}")).collect();
     for name in &names {
         let spec = json!({ "model": { "source": format!("hf://{}", repo.id) }, "resources": { "gpus": 1 } });
@@ -135,19 +134,8 @@ fn ten_jobs_on_one_model_fetch_it_once_and_survive_a_killed_operator() {
             "{name} published"
         );
     }
-    let caches = ns
-        .cluster
-        .get_json(&[
-            "cachedmodels",
-            "-l",
-            &format!("attune.dev/instance={}", ns.name),
-        ])
-        .expect("caches");
-    assert_eq!(
-        caches["items"].as_array().map(Vec::len),
-        Some(1),
-        "{caches}"
-    );
+    let caches = operator.cached_models();
+    assert_eq!(caches.len(), 1, "{caches:?}");
     let fetches = items(&ns, "jobs", "attune.dev/cached-model");
     assert_eq!(fetches.len(), 1, "one fetch Job: {fetches:?}");
     let hub = ns.cluster.setting("ATTUNE_HUB_ENDPOINT");
@@ -202,8 +190,7 @@ fn a_standby_replica_takes_over_when_the_leader_dies() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     ns.apply(&job(
         "after-failover",
         "intents",
@@ -226,8 +213,7 @@ fn crashes_retry_suspension_holds_and_ttl_cleans_up() {
         return;
     };
     let _operator = Operator::start_with(&ns, simulated_trainers);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     let spec = json!({ "resources": { "gpus": 1 }, "runPolicy": { "ttlSecondsAfterFinished": 3 } });
     ns.apply(&job("life", "intents", 1, &spec)).expect_success();
     let pod_of = |attempt: u32| {
@@ -362,8 +348,7 @@ fn deleting_a_job_deletes_its_children() {
         return;
     };
     let _operator = Operator::start_with(&ns, simulated_trainers);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     ns.apply(&job(
         "doomed",
         "intents",
@@ -391,8 +376,7 @@ fn stalls_are_retried_and_deadlines_fail_the_job() {
         return;
     };
     let _operator = Operator::start_with(&ns, simulated_trainers);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     let stalls = json!({ "resources": { "gpus": 1 }, "runPolicy": { "progressDeadlineSeconds": 3, "backoffLimit": 1 } });
     ns.apply(&job("stalls", "intents", 1, &stalls))
         .expect_success();

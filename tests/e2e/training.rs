@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::support::{
-    Operator, TRAINING_WAIT, TestNamespace, claim, claim_dir, data_config_map, intents, job, phase,
-    repo_root, wait_for_job, workspace_binary,
+    Operator, TRAINING_WAIT, TestNamespace, claim_dir, intents_and_models, job, phase, repo_root,
+    wait_for_job, workspace_binary,
 };
 
 /// Lowercase hex SHA-256 of a file.
@@ -31,8 +31,7 @@ fn a_job_trains_and_publishes_its_model_with_provenance() {
         return;
     };
     let operator = Operator::start(&ns);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     ns.apply(&job("intents", "intents", 2, &json!({})))
         .expect_success();
 
@@ -79,15 +78,7 @@ fn a_job_trains_and_publishes_its_model_with_provenance() {
     }
 
     // The cache entry: one, Ready, with the commit the hub resolved `main` to.
-    let caches = ns
-        .cluster
-        .get_json(&[
-            "cachedmodels",
-            "-l",
-            &format!("attune.dev/instance={}", ns.name),
-        ])
-        .expect("cached models");
-    let caches = caches["items"].as_array().expect("items");
+    let caches = operator.cached_models();
     assert_eq!(caches.len(), 1, "{caches:?}");
     let cache = &caches[0];
     assert_eq!(cache["status"]["phase"], "Ready", "{cache}");
@@ -216,8 +207,7 @@ fn a_killed_trainer_is_retried_and_resumes_from_its_checkpoint() {
         return;
     };
     let _operator = Operator::start(&ns);
-    data_config_map(&ns, "intents", &intents());
-    claim(&ns, "models");
+    intents_and_models(&ns);
     let spec = json!({ "hyperparameters": { "batchSize": 4, "checkpointEverySteps": 4 } });
     ns.apply(&job("resume", "intents", 3, &spec))
         .expect_success();

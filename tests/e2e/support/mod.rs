@@ -19,5 +19,6 @@ pub use namespace::TestNamespace;
 pub use operator::Operator;
 pub use simulate::{done_event, end_pod, running_trainer_pods, simulated_trainers};
 pub use training::{
-    TRAINING_WAIT, claim, claim_dir, data_config_map, intents, job, phase, wait_for_job,
+    TRAINING_WAIT, claim, claim_dir, data_config_map, intents, intents_and_models, job, phase,
+    wait_for_job,
 };

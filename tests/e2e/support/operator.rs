@@ -176,6 +176,22 @@ impl Operator {
         std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default()
     }
 
+    /// The label selector of this installation's CachedModels (config `instance`).
+    fn instance_selector(&self) -> String {
+        format!(
+            "attune.dev/instance={}",
+            self.config["instance"].as_str().unwrap_or_default()
+        )
+    }
+
+    /// The CachedModels of this installation.
+    pub fn cached_models(&self) -> Vec<Value> {
+        self.cluster
+            .get_json(&["cachedmodels", "-l", &self.instance_selector()])
+            .and_then(|list| list["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
     /// `/metrics` as text.
     pub fn metrics_text(&self) -> String {
         request(&self.metrics, "GET", "/metrics", &[], "")
@@ -188,10 +204,7 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
         // Cluster-scoped, so not deleted with the test's namespace.
-        let instance = format!(
-            "attune.dev/instance={}",
-            self.config["instance"].as_str().unwrap_or_default()
-        );
+        let instance = self.instance_selector();
         if let Err(error) = self
             .cluster
             .kubectl(&["delete", "cachedmodels", "-l", &instance, "--wait=false"])

@@ -34,6 +34,13 @@ pub fn intents() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// What most jobs of the tests need: the intents as ConfigMap `intents` and an output claim
+/// `models`.
+pub fn intents_and_models(ns: &TestNamespace) {
+    data_config_map(ns, "intents", &intents());
+    claim(ns, "models");
+}
+
 /// Creates PersistentVolumeClaim `name` of the harness's default StorageClass.
 pub fn claim(ns: &TestNamespace, name: &str) {
     let claim = json!({
