@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Toleration, Volume};
+use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
+pub use crate::cache::config::{MODEL_CACHE_VOLUME, ModelCacheConfig, RetentionConfig};
 use crate::error::{Error, Result};
 
 /// The whole configuration.
@@ -111,52 +112,6 @@ pub struct PodDefaults {
     pub node_selector: BTreeMap<String, String>,
     /// Taints every pod tolerates.
     pub tolerations: Vec<Toleration>,
-}
-
-/// The shared model-cache volume.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct ModelCacheConfig {
-    /// Any core/v1 volume source (`hostPath`, `persistentVolumeClaim`, `nfs`, `csi`, …), shared
-    /// by all jobs: fetch pods mount it writable, trainer pods read-only.
-    #[serde(deserialize_with = "volume_source")]
-    pub volume: Volume,
-    /// Placement of fetch pods (they need the hub, not a GPU); unset: `trainer.podDefaults`.
-    pub fetch_pod_defaults: Option<PodDefaults>,
-}
-
-impl Default for ModelCacheConfig {
-    fn default() -> Self {
-        let source = serde_json::json!({
-            "hostPath": { "path": "/var/lib/attune/model-cache", "type": "DirectoryOrCreate" }
-        });
-        Self {
-            volume: volume_from(source).unwrap_or_default(),
-            fetch_pod_defaults: None,
-        }
-    }
-}
-
-/// Name of the model-cache volume in every pod.
-pub const MODEL_CACHE_VOLUME: &str = "model-cache";
-
-/// Reads a volume source (a core/v1 `Volume` without its name) and names it.
-fn volume_source<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Volume, D::Error> {
-    let source = serde_json::Value::deserialize(deserializer)?;
-    volume_from(source).map_err(serde::de::Error::custom)
-}
-
-fn volume_from(mut source: serde_json::Value) -> Result<Volume, String> {
-    let map = source
-        .as_object_mut()
-        .ok_or("must be a volume source, e.g. `hostPath: {path: /var/lib/attune/model-cache}`")?;
-    if map.is_empty() {
-        return Err(
-            "names no volume source: set e.g. hostPath, persistentVolumeClaim or nfs".into(),
-        );
-    }
-    map.insert("name".into(), MODEL_CACHE_VOLUME.into());
-    serde_json::from_value(source).map_err(|e| e.to_string())
 }
 
 /// The model hub.
@@ -277,11 +232,12 @@ impl OperatorConfig {
     /// # Errors
     /// Unknown fields, wrong types and the checks of [`Self::check`].
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let config: Self = if text.trim().is_empty() {
+        let mut config: Self = if text.trim().is_empty() {
             Self::default()
         } else {
             serde_norway::from_str(text).map_err(|e| e.to_string())?
         };
+        config.model_cache.resolve(&config.instance)?;
         config.check()?;
         Ok(config)
     }

@@ -1,6 +1,7 @@
 //! The CachedModel controller: one fetch per (model, revision, credential scope), retried with
 //! backoff only when a newer job asks for it, and a status every waiting job reads.
 
+pub mod config;
 mod fetch_job;
 mod reconcile;
 pub mod report;
