@@ -50,6 +50,21 @@ enum Command {
     Export(ExportArgs),
     /// Classify texts (one per line) with an exported model.
     Predict(PredictArgs),
+    /// Remove a model revision from the HuggingFace cache, and the blobs no other revision
+    /// links to.
+    Evict(EvictArgs),
+}
+
+#[derive(Args, Debug)]
+struct EvictArgs {
+    /// Model id, org/name.
+    model: String,
+    /// A commit, or a branch or tag of the cache's refs.
+    #[arg(long, default_value = "main")]
+    revision: String,
+    /// Cache folder (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub).
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -267,6 +282,18 @@ fn fetch(a: &FetchArgs) -> anyhow::Result<Ending> {
     Ok(Ending::success(termination::fetched_message(&fetched)?))
 }
 
+/// Prints the `evicted` JSON, which is also the termination message.
+fn evict(a: &EvictArgs) -> anyhow::Result<Ending> {
+    let evicted = hub::evict(&hub::EvictOptions {
+        id: a.model.clone(),
+        revision: a.revision.clone(),
+        cache: a.cache.clone().unwrap_or_else(hub::cache_dir),
+    })?;
+    let line = serde_json::to_string(&evicted)?;
+    println!("{line}");
+    Ok(Ending::success(line))
+}
+
 fn export(a: &ExportArgs) -> anyhow::Result<Ending> {
     let exported = attune_trainer::export::export_checkpoint(&a.checkpoint, &a.output)?;
     let dir = exported.dir.display().to_string();
@@ -438,6 +465,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Export(a) => export(a),
         Command::Predict(a) => predict(a),
+        Command::Evict(a) => evict(a),
     };
     let (code, message) = match result {
         Ok(Ending { code, message }) => (code, message),

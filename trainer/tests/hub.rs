@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use attune_trainer::Error;
 use attune_trainer::digest::{git_blob_sha1_file, sha256_file};
-use attune_trainer::hub::{FetchOptions, fetch, resolve};
+use attune_trainer::hub::{EvictOptions, FetchOptions, evict, fetch, resolve};
 
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -131,4 +131,124 @@ fn concurrent_fetches_serialise_on_the_lock() {
     held.unlock().unwrap();
     rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     assert!(worker.join().unwrap().is_ok());
+}
+
+/// A second revision of `org/tiny` in `cache`: the first's files, but other weights.
+fn add_revision(cache: &Path, commit: &str) {
+    let repo = cache.join("models--org--tiny");
+    let first = repo.join("snapshots").join(COMMIT);
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    for entry in std::fs::read_dir(&first).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name == "model.safetensors" {
+            let mut weights = std::fs::read(&path).unwrap();
+            weights.extend_from_slice(b"    ");
+            let blob = repo.join("blobs").join("f".repeat(64));
+            std::fs::write(&blob, weights).unwrap();
+            std::os::unix::fs::symlink(
+                Path::new("../../blobs").join("f".repeat(64)),
+                snap.join(name),
+            )
+            .unwrap();
+        } else {
+            std::os::unix::fs::symlink(std::fs::read_link(&path).unwrap(), snap.join(name))
+                .unwrap();
+        }
+    }
+    std::fs::write(repo.join("refs").join("v2"), commit).unwrap();
+}
+
+#[test]
+fn evict_removes_one_revision_and_the_blobs_only_it_links_to() {
+    let ws = crate::common::workspace("bert", 8);
+    let cache = lay_out_cache(&ws.tmp.path().join("hub"), &ws.model);
+    let second = "89abcdef0123456789abcdef0123456789abcdef";
+    add_revision(&cache, second);
+    let repo = cache.join("models--org--tiny");
+    let first_weights = std::fs::canonicalize(
+        repo.join("snapshots")
+            .join(COMMIT)
+            .join("model.safetensors"),
+    )
+    .unwrap();
+    let freed = std::fs::metadata(&first_weights).unwrap().len();
+    let opts = |revision: &str| EvictOptions {
+        id: "org/tiny".into(),
+        revision: revision.into(),
+        cache: cache.clone(),
+    };
+
+    let evicted = evict(&opts("main")).unwrap();
+    assert_eq!(evicted.resolved_revision.as_deref(), Some(COMMIT));
+    assert_eq!(evicted.freed_bytes, freed);
+    assert!(!evicted.repo_removed);
+    assert!(!repo.join("snapshots").join(COMMIT).exists());
+    assert!(!repo.join("refs/main").exists());
+    assert!(
+        !first_weights.exists(),
+        "the first revision's own weights go"
+    );
+    // The second revision still resolves, with the blobs it shares with the first.
+    let kept = resolve("org/tiny", "v2", &cache).unwrap();
+    assert_eq!(kept.commit.as_deref(), Some(second));
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(kept.dir.join(file).is_file(), "{file}");
+    }
+    let message = serde_json::to_value(&evicted).unwrap();
+    assert_eq!(message["event"], "evicted");
+    assert_eq!(message["freedBytes"], freed);
+
+    // The last revision takes the repository folder with it; evicting again is no error.
+    let last = evict(&opts(second)).unwrap();
+    assert!(last.repo_removed && last.freed_bytes > 0, "{last:?}");
+    assert!(!repo.exists());
+    let again = evict(&opts(second)).unwrap();
+    assert_eq!((again.freed_bytes, again.repo_removed), (0, false));
+    assert_eq!(again.resolved_revision, None);
+}
+
+#[test]
+fn evict_refuses_a_revision_that_leaves_the_refs_folder() {
+    let ws = crate::common::workspace("bert", 8);
+    let cache = lay_out_cache(&ws.tmp.path().join("hub"), &ws.model);
+    for revision in ["../../../etc/passwd", "/main", "."] {
+        match evict(&EvictOptions {
+            id: "org/tiny".into(),
+            revision: revision.into(),
+            cache: cache.clone(),
+        }) {
+            Err(Error::Config(m)) => assert!(m.contains("no commit, branch or tag"), "{m}"),
+            other => panic!("{revision}: {other:?}"),
+        }
+    }
+    assert!(resolve("org/tiny", "main", &cache).is_ok());
+}
+
+#[test]
+fn evict_waits_for_a_fetch_of_the_same_repository() {
+    let ws = crate::common::workspace("bert", 8);
+    let cache = lay_out_cache(&ws.tmp.path().join("hub"), &ws.model);
+    let held = attune_trainer::hub::lock::lock_repo(&cache, "org/tiny").unwrap();
+    let opts = EvictOptions {
+        id: "org/tiny".into(),
+        revision: "main".into(),
+        cache: cache.clone(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let r = evict(&opts);
+        tx.send(()).unwrap();
+        r
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "evict ran while the lock was held"
+    );
+    assert!(resolve("org/tiny", "main", &cache).is_ok());
+    drop(held);
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(worker.join().unwrap().unwrap().repo_removed);
 }

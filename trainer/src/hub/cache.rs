@@ -33,7 +33,8 @@ pub fn repo_folder(id: &str) -> String {
     format!("models--{}", id.replace('/', "--"))
 }
 
-fn is_commit(rev: &str) -> bool {
+/// Whether `rev` is a full commit id (40 hex digits).
+pub(crate) fn is_commit(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -1,7 +1,7 @@
 //! `fetch`: download a model revision into the shared cache.
 //!
-//! Two pods fetching the same model serialise on an exclusive lock file under
-//! `<cache>/.locks/<repo>/`, so the second finds the files already there and downloads nothing.
+//! Two pods fetching the same model serialise on the repository's lock ([`super::lock`]), so
+//! the second finds the files already there and downloads nothing.
 //! hf-hub writes to `.incomplete` files and renames them, so a partial file never looks complete;
 //! afterwards every blob is re-hashed against its name (sha256 for LFS files, git's blob sha1
 //! for files kept in git), and the same read yields the sha256 and size of every file that the
@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::cache::{repo_folder, resolve};
+use super::cache::resolve;
+use super::lock::lock_repo;
 use crate::digest::{FileDigest, file_digest, file_digest_and_git_sha1};
 use crate::error::{Error, Result};
 use crate::export::TOKENIZER_FILES;
@@ -52,17 +53,7 @@ pub struct Fetched {
 
 /// Downloads (or, offline, only verifies) the model and returns its snapshot.
 pub fn fetch(opts: &FetchOptions) -> Result<Fetched> {
-    let lock_dir = opts.cache.join(".locks").join(repo_folder(&opts.id));
-    std::fs::create_dir_all(&lock_dir).map_err(|e| Error::io(&lock_dir, e))?;
-    let lock_path = lock_dir.join("attune-fetch.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io(&lock_path, e))?;
-    // std's advisory lock (flock on Linux), released when `lock` is dropped or unlocked.
-    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    let lock = lock_repo(&opts.cache, &opts.id)?;
 
     if !opts.offline {
         let (owner, name) = opts
@@ -89,7 +80,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<Fetched> {
     }
     let resolved = resolve(&opts.id, &opts.revision, &opts.cache)?;
     let files = verify_blobs(&resolved.dir)?;
-    lock.unlock().map_err(|e| Error::io(&lock_path, e))?;
+    drop(lock);
     Ok(Fetched {
         dir: resolved.dir,
         model: opts.id.clone(),
