@@ -17,7 +17,10 @@ pub use cached_model::{CachePhase, CachedModel, CachedModelSpec, CachedModelStat
 pub use common::{
     ConfigMapKey, Metrics, ModelFile, ObjectStoreLocation, PvcLocation, SecretReference,
 };
-pub use crdgen::{GeneratedCrd, generated_crds};
+pub use crdgen::{
+    CRD_FOLDERS, CrdFilesError, GeneratedCrd, StaleFile, generated_crds, stale_crd_files,
+    write_crd_folders,
+};
 pub use finetunejob::*;
 pub use tenant::{GpuQuota, Tenant, TenantSpec, TenantStatus};
 pub use trained_model::{

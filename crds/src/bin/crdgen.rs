@@ -1,51 +1,59 @@
-//! Writes the CRD YAML files of the `attune.dev` API into a folder (by default `crds/`).
+//! Writes the CRD YAML files of the `attune.dev` API into `crds/` and the Helm chart's
+//! `charts/attune/crds/` (the same files in both), and removes any other `.yaml` file there.
 //!
-//! `crdgen --check` compares instead of writing and fails when a committed file is stale.
+//! `crdgen --check` compares instead of writing and fails when a folder is stale.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
+
+const USAGE: &str = "usage: crdgen [--check]  (writes crds/*.yaml and charts/attune/crds/*.yaml)";
 
 fn main() -> ExitCode {
     let mut check = false;
-    let mut dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR")));
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--check" => check = true,
             "-h" | "--help" => {
-                println!("usage: crdgen [--check] [DIR]  (DIR defaults to the crds/ folder)");
+                println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            other => dir = PathBuf::from(other),
+            other => {
+                eprintln!("crdgen: unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
         }
     }
-    let mut stale = Vec::new();
-    for generated in attune_crds::generated_crds() {
-        let path = dir.join(&generated.file_name);
-        let yaml = match generated.to_yaml() {
-            Ok(yaml) => yaml,
+    // The crate sits one folder below the repository root.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new(".."));
+    if check {
+        match attune_crds::stale_crd_files(root) {
+            Ok(stale) if stale.is_empty() => ExitCode::SUCCESS,
+            Ok(stale) => {
+                eprintln!("crdgen: stale CRD files, run `cargo run -p attune-crds --bin crdgen`:");
+                for file in stale {
+                    eprintln!("  {file}");
+                }
+                ExitCode::FAILURE
+            }
             Err(err) => {
-                eprintln!("crdgen: cannot render {}: {err}", generated.file_name);
-                return ExitCode::FAILURE;
+                eprintln!("crdgen: {err}");
+                ExitCode::FAILURE
             }
-        };
-        if check {
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
-                stale.push(path.display().to_string());
-            }
-        } else if let Err(err) = std::fs::write(&path, yaml) {
-            eprintln!("crdgen: cannot write {}: {err}", path.display());
-            return ExitCode::FAILURE;
-        } else {
-            println!("wrote {}", path.display());
         }
-    }
-    if stale.is_empty() {
-        ExitCode::SUCCESS
     } else {
-        eprintln!(
-            "crdgen: stale CRD files, run `cargo run -p attune-crds --bin crdgen`: {}",
-            stale.join(", ")
-        );
-        ExitCode::FAILURE
+        match attune_crds::write_crd_folders(root) {
+            Ok(done) => {
+                for line in done {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("crdgen: {err}");
+                ExitCode::FAILURE
+            }
+        }
     }
 }

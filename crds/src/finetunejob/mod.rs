@@ -66,6 +66,8 @@ const FROZEN_AFTER_START: &str = "!has(oldSelf.status) || !has(oldSelf.status.st
     printcolumn(name = "GPUs", type_ = "integer", json_path = ".spec.resources.gpus", priority = 1),
     printcolumn(name = "Step", type_ = "integer", json_path = ".status.progress.step", priority = 1),
     printcolumn(name = "Loss", type_ = "number", json_path = ".status.metrics.trainLoss", priority = 1),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts", priority = 1,
+        description = "Trainer runs started so far, retries included"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1)
 )]
 #[serde(rename_all = "camelCase")]

@@ -39,7 +39,8 @@ fn expected(rows: &[(&str, &str, &str, i64)]) -> Vec<Column> {
 const AGE: (&str, &str, &str, i64) = ("Age", "date", ".metadata.creationTimestamp", 0);
 
 /// The README's `kubectl get ftj`: PHASE, PROGRESS, ACCURACY, MODEL, AGE; `-o wide` adds GPUs,
-/// step, loss and reason. The phase column reads `.status.phase`, never a condition.
+/// step, loss, attempts (so retries show) and reason. The phase column reads `.status.phase`,
+/// never a condition.
 #[test]
 fn finetunejob_columns() {
     assert_eq!(
@@ -53,6 +54,7 @@ fn finetunejob_columns() {
             ("GPUs", "integer", ".spec.resources.gpus", 1),
             ("Step", "integer", ".status.progress.step", 1),
             ("Loss", "number", ".status.metrics.trainLoss", 1),
+            ("Attempts", "integer", ".status.attempts", 1),
             ("Reason", "string", ".status.reason", 1),
         ])
     );
