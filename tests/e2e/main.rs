@@ -15,6 +15,7 @@ mod crds;
 mod finetunejob;
 mod hub;
 mod job_failures;
+mod kueue;
 mod local_runner;
 mod progress_reports;
 mod resilience;
