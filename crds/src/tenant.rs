@@ -31,6 +31,18 @@ const NAMESPACE_CHOICES: &[&str] = &["namespaces", "namespaceSelector"];
         description = "GPUs guaranteed to the tenant"
     ),
     printcolumn(name = "In Use", type_ = "integer", json_path = ".status.gpusInUse"),
+    printcolumn(
+        name = "Borrowed",
+        type_ = "integer",
+        json_path = ".status.gpusBorrowed",
+        description = "GPUs in use beyond the nominal quota"
+    ),
+    printcolumn(
+        name = "Lent",
+        type_ = "integer",
+        json_path = ".status.gpusLent",
+        description = "Idle nominal GPUs other tenants of the cohort use"
+    ),
     printcolumn(name = "Running", type_ = "integer", json_path = ".status.runningJobs"),
     printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queuedJobs"),
     printcolumn(
@@ -106,6 +118,9 @@ pub struct TenantStatus {
     pub gpus_in_use: u32,
     /// GPUs in use beyond the nominal quota, borrowed from the cohort.
     pub gpus_borrowed: u32,
+    /// Idle GPUs of this tenant's nominal quota that other tenants of the cohort borrow (the
+    /// cohort's borrowed GPUs shared among its lenders in proportion to their idle quota).
+    pub gpus_lent: u32,
     /// This tenant's FineTuneJobs holding GPUs.
     pub running_jobs: u32,
     /// This tenant's FineTuneJobs waiting for quota.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 pub use crate::cache::config::{MODEL_CACHE_VOLUME, ModelCacheConfig, RetentionConfig};
 use crate::error::{Error, Result};
+pub use crate::tenancy::TenancyConfig;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -40,6 +41,8 @@ pub struct OperatorConfig {
     pub checkpoints: CheckpointConfig,
     /// Leader election among replicas.
     pub leader_election: LeaderElectionConfig,
+    /// Tenants' quotas, queueing and preemption.
+    pub tenancy: TenancyConfig,
     /// FineTuneJobs reconciled at the same time.
     pub concurrency: u16,
 }
@@ -60,6 +63,7 @@ impl Default for OperatorConfig {
             metrics: MetricsConfig::default(),
             checkpoints: CheckpointConfig::default(),
             leader_election: LeaderElectionConfig::default(),
+            tenancy: TenancyConfig::default(),
             concurrency: 16,
         }
     }
@@ -258,6 +262,7 @@ impl OperatorConfig {
                 "leaderElection.renewGraceSeconds: must be less than leaseDurationSeconds".into(),
             );
         }
+        self.tenancy.check()?;
         if self.concurrency == 0 {
             return Err("concurrency: must be at least 1".into());
         }

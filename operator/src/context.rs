@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::config::OperatorConfig;
 use crate::metrics::{Metrics, PhaseLabels};
 use crate::progress::LiveStore;
+use crate::tenancy::Ledger;
 use crate::token::TokenKey;
 
 /// A FineTuneJob as the controller watches it: one that does not deserialize is kept as an
@@ -36,8 +37,10 @@ pub struct Context {
     pub key: TokenKey,
     /// The controller's cache of FineTuneJobs, once this replica leads.
     pub jobs: OnceLock<Store<GuardedJob>>,
-    /// Asks the controller to reconcile a job (a progress report arrived).
+    /// Asks the controller to reconcile a job (a progress report arrived, admission changed).
     pub wake: mpsc::UnboundedSender<ObjectRef<GuardedJob>>,
+    /// Admission under Tenants' quotas: what it decided for each job.
+    pub tenancy: Ledger,
     /// Phase of each job at its latest reconcile, for the phase gauge.
     phases: Mutex<HashMap<String, String>>,
     /// When each job's status was last written, for throttling step reports.
@@ -65,6 +68,7 @@ impl Context {
         key: TokenKey,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<ObjectRef<GuardedJob>>) {
         let (wake, woken) = mpsc::unbounded_channel();
+        let tenancy = Ledger::new(config.tenancy.clone());
         let context = Self {
             client,
             config,
@@ -74,6 +78,7 @@ impl Context {
             key,
             jobs: OnceLock::new(),
             wake,
+            tenancy,
             phases: Mutex::default(),
             status_writes: Mutex::default(),
             failures: Mutex::default(),

@@ -15,4 +15,5 @@ pub mod names;
 pub mod pod;
 pub mod progress;
 pub mod telemetry;
+pub mod tenancy;
 pub mod token;

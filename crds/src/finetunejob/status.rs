@@ -13,8 +13,8 @@ pub struct FineTuneJobStatus {
     /// One-word summary of where the job is; the conditions hold the details.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Detailed state, one entry per condition type (Admitted, ModelCached, Running, Succeeded,
-    /// Failed, Suspended).
+    /// Detailed state, one entry per condition type (Admitted, ModelCached, Preempted, Running,
+    /// Stalled, Succeeded, Failed, Suspended).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -48,16 +48,25 @@ pub struct FineTuneJobStatus {
     /// Human-readable explanation of the current phase, with what to do about it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The Tenant whose GPU quota the job runs under; absent where no quota applies (a
+    /// namespace no Tenant owns, or a job Kueue admits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// While Queued: the job's place in its tenant's queue, 1 being next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
 }
 
 /// The one-word state of a FineTuneJob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
-    /// Accepted, not yet considered for admission.
+    /// Accepted; waiting for the objects it references.
     Pending,
-    /// Waiting for GPU quota of its tenant.
+    /// Waiting for GPU quota of its tenant (`reason` says why, `queuePosition` where), or
+    /// preempted and waiting to resume from its checkpoint.
     Queued,
-    /// Admitted; the base model is being downloaded into the shared cache.
+    /// The base model is being downloaded into the shared cache; the job queues for GPU quota
+    /// once it is there.
     CachingModel,
     /// The trainer is running.
     Running,

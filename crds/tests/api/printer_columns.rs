@@ -67,6 +67,8 @@ fn tenant_columns() {
         expected(&[
             ("Nominal", "integer", ".spec.quota.nominal", 0),
             ("In Use", "integer", ".status.gpusInUse", 0),
+            ("Borrowed", "integer", ".status.gpusBorrowed", 0),
+            ("Lent", "integer", ".status.gpusLent", 0),
             ("Running", "integer", ".status.runningJobs", 0),
             ("Queued", "integer", ".status.queuedJobs", 0),
             AGE,

@@ -6,6 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, VolumeResourceRequirements,
 };
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -185,7 +186,7 @@ pub async fn missing_references(
 ) -> Result<Vec<String>> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client, namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let mut missing = Vec::new();
     if let Some(secret) = &job.spec.model.credentials_secret_ref
         && secrets.get_metadata_opt(&secret.name).await?.is_none()
@@ -212,6 +213,14 @@ pub async fn missing_references(
         if claims.get_metadata_opt(claim).await?.is_none() {
             missing.push(format!("PersistentVolumeClaim {claim}"));
         }
+    }
+    if let Some(class) = &job.spec.resources.priority_class_name
+        && Api::<PriorityClass>::all(client.clone())
+            .get_metadata_opt(class)
+            .await?
+            .is_none()
+    {
+        missing.push(format!("PriorityClass {class} (cluster-wide)"));
     }
     for key in sources.iter().filter_map(|s| s.config_map.as_ref()) {
         match config_maps.get_opt(&key.name).await? {

@@ -15,10 +15,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
+use super::isolation::foreign_reference;
 use super::outcome::{Failure, classify, done_report, running_since, start_problem, termination};
 use super::publish::{exported, final_metrics, trained_model};
 use crate::conditions;
 use crate::progress::Live;
+use crate::tenancy::Admission;
 
 /// One attempt as observed: its Job and the newest pod of it.
 #[derive(Clone, Debug)]
@@ -48,6 +50,8 @@ pub struct Observed<'a> {
     pub live: Option<Live>,
     /// The TrainedModel of the job's output name, if one exists.
     pub published: Option<&'a TrainedModel>,
+    /// What admission says: whether the job may start or resume, waits, or must stop.
+    pub admission: Admission,
 }
 
 /// Something to do besides writing the status.
@@ -62,8 +66,9 @@ pub enum Action {
     /// Hold (`true`) or release the attempt's Job.
     Suspend(u32, bool),
     /// End the attempt's pod now (deadline, stall): its Job is suspended for good, so the
-    /// pod gets SIGTERM and checkpoints.
-    StopAttempt(u32),
+    /// pod gets SIGTERM and checkpoints; the Job is marked with why
+    /// ([`STOPPED_ANNOTATION`]), so that the next attempt follows even after a wait.
+    StopAttempt(u32, String),
     /// Create the TrainedModel.
     Publish(Box<TrainedModel>),
     /// Delete the finished job's pods, Jobs, ConfigMap, Secret and checkpoint claim.
@@ -81,10 +86,16 @@ pub struct Decision {
     pub requeue: Option<Duration>,
 }
 
+/// Annotation on an attempt's Job that the operator stopped for good (a stall), with why.
+pub const STOPPED_ANNOTATION: &str = "attune.dev/stopped";
+
 /// Condition types, in `status.conditions`.
 pub mod condition {
     /// The job may run (quota, references).
     pub const ADMITTED: &str = "Admitted";
+    /// Admission stopped the job for another (its message names which); it resumes from its
+    /// checkpoint when admitted again.
+    pub const PREEMPTED: &str = "Preempted";
     /// The base model is in the cache.
     pub const MODEL_CACHED: &str = "ModelCached";
     /// A trainer pod runs.
@@ -194,6 +205,10 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
         expire(&mut b);
         return b.finish();
     }
+    if let Some(message) = foreign_reference(&job.spec, &job.namespace().unwrap_or_default()) {
+        b.fail("CrossNamespaceReference", message);
+        return b.finish();
+    }
     if let Some(field) = object_store_field(job) {
         b.fail(
             "UnsupportedLocation",
@@ -220,12 +235,14 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
         b.requeue_in(RECHECK);
         return b.finish();
     }
-    b.condition(
-        condition::ADMITTED,
-        true,
-        "Admitted",
-        "every referenced object exists",
-    );
+    b.status.tenant = observed.admission.tenant().map(str::to_owned);
+    b.status.queue_position = None;
+    if let Admission::Refused(why) = &observed.admission
+        && observed.attempts.is_empty()
+    {
+        b.fail("NoTenant", why.clone());
+        return b.finish();
+    }
     if job.spec.run_policy.suspend && observed.attempts.is_empty() {
         b.phase(Phase::Suspended, "Suspended", "runPolicy.suspend is true");
         b.condition(
@@ -237,6 +254,14 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
         return b.finish();
     }
     let Some(resolved) = cached_model(&mut b) else {
+        if observed.attempts.is_empty() {
+            b.condition(
+                condition::ADMITTED,
+                false,
+                "WaitingForModel",
+                "the job queues for its tenant's GPU quota once its base model is cached",
+            );
+        }
         return b.finish();
     };
     attempts(&mut b, &resolved);
@@ -366,6 +391,9 @@ fn cached_model(b: &mut Builder<'_>) -> Option<String> {
 fn attempts(b: &mut Builder<'_>, resolved: &str) {
     let observed = b.observed;
     let Some(latest) = observed.attempts.last() else {
+        if !admitted(b, "the first attempt") {
+            return;
+        }
         b.actions.push(Action::CreateAttempt(1));
         b.status.attempts = 1;
         b.status.start_time.get_or_insert_with(|| b.now.clone());
@@ -393,6 +421,13 @@ fn attempts(b: &mut Builder<'_>, resolved: &str) {
         succeed(b, latest, resolved);
     } else if let Some(job_reason) = finished("Failed").or_else(|| finished("FailureTarget")) {
         failed_attempt(b, latest, &job_reason);
+    } else if let Some(why) = latest.job.annotations().get(STOPPED_ANNOTATION) {
+        let failure = Failure {
+            retriable: true,
+            reason: "Stalled",
+            message: why.clone(),
+        };
+        retry_or_fail(b, latest.number, &failure);
     } else {
         active_attempt(b, latest);
     }
@@ -505,14 +540,69 @@ fn retry_or_fail(b: &mut Builder<'_>, number: u32, failure: &Failure) {
         return;
     }
     let next = number + 1;
-    b.actions.push(Action::CreateAttempt(next));
-    b.status.attempts = next;
     let message = format!(
         "attempt {number} failed ({}: {}); attempt {next} resumes from the last checkpoint",
         failure.reason, failure.message
     );
-    b.phase(Phase::Running, "Retrying", message.clone());
-    b.condition(condition::RUNNING, false, "Retrying", message);
+    b.condition(condition::RUNNING, false, "Retrying", message.clone());
+    if !admitted(b, &format!("attempt {next} ({message})")) {
+        return;
+    }
+    b.actions.push(Action::CreateAttempt(next));
+    b.status.attempts = next;
+    b.phase(Phase::Running, "Retrying", message);
+}
+
+/// Whether admission lets `what` start now. If it does, the Admitted condition says under
+/// which quota; if not, the job is Queued (or Failed, when its namespace may run nothing) with
+/// admission's reason and place.
+fn admitted(b: &mut Builder<'_>, what: &str) -> bool {
+    match b.observed.admission.clone() {
+        Admission::Unmetered(why) => {
+            b.condition(condition::ADMITTED, true, "Admitted", why);
+            true
+        }
+        Admission::Granted {
+            tenant,
+            gpus,
+            borrowed,
+        } => {
+            let borrowing = if borrowed > 0 {
+                format!(", {borrowed} of them borrowed from its cohort")
+            } else {
+                String::new()
+            };
+            b.condition(
+                condition::ADMITTED,
+                true,
+                "Admitted",
+                format!("admitted under tenant {tenant}'s quota: {gpus} GPUs{borrowing}"),
+            );
+            true
+        }
+        Admission::Refused(why) => {
+            b.fail("NoTenant", why);
+            false
+        }
+        Admission::Queued {
+            reason,
+            message,
+            position,
+            ..
+        } => {
+            let message = format!("{what} waits: {message}");
+            b.status.queue_position = position;
+            b.phase(Phase::Queued, &reason, message.clone());
+            b.condition(condition::ADMITTED, false, &reason, message);
+            false
+        }
+        Admission::Preempted { message, .. } => {
+            b.phase(Phase::Queued, "Preempted", message.clone());
+            b.condition(condition::ADMITTED, false, "Preempted", message.clone());
+            b.condition(condition::PREEMPTED, true, "Preempted", message);
+            false
+        }
+    }
 }
 
 /// The seconds the job's deadline was passed by, if it was.
@@ -533,9 +623,17 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
         .as_ref()
         .and_then(|s| s.suspend)
         .unwrap_or(false);
-    if held != policy.suspend {
-        b.actions
-            .push(Action::Suspend(latest.number, policy.suspend));
+    // A held attempt resumes only when admission grants it GPUs again; a running one stops
+    // when admission preempts it.
+    let preempted = matches!(observed.admission, Admission::Preempted { .. });
+    let run = !policy.suspend
+        && if held {
+            observed.admission.grants()
+        } else {
+            !preempted
+        };
+    if held == run {
+        b.actions.push(Action::Suspend(latest.number, !run));
     }
     let pod = latest.pod.as_ref().filter(|p| {
         p.metadata.deletion_timestamp.is_none()
@@ -562,15 +660,38 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
         "runPolicy.suspend is false",
     );
     if deadline_passed(b).is_some() {
-        b.actions.push(Action::StopAttempt(latest.number));
-        b.fail(
-            "DeadlineExceeded",
-            format!(
-                "the job ran longer than runPolicy.activeDeadlineSeconds ({} s)",
-                policy.active_deadline_seconds.unwrap_or_default()
-            ),
+        let message = format!(
+            "the job ran longer than runPolicy.activeDeadlineSeconds ({} s)",
+            policy.active_deadline_seconds.unwrap_or_default()
+        );
+        b.actions
+            .push(Action::StopAttempt(latest.number, message.clone()));
+        b.fail("DeadlineExceeded", message);
+        return;
+    }
+    if !run {
+        admitted(b, &format!("resuming attempt {}", latest.number));
+        b.condition(
+            condition::RUNNING,
+            false,
+            "Queued",
+            "the trainer stopped after a checkpoint and waits for GPUs",
         );
         return;
+    }
+    if held {
+        admitted(b, "");
+    }
+    if held && conditions::is_true(&b.status.conditions, condition::PREEMPTED) {
+        b.condition(
+            condition::PREEMPTED,
+            false,
+            "Resumed",
+            format!(
+                "attempt {} resumes from its latest checkpoint",
+                latest.number
+            ),
+        );
     }
     if let (Some(deadline), Some(started)) =
         (policy.active_deadline_seconds, b.status.start_time.clone())
@@ -638,7 +759,8 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
                  stopping attempt {}",
                 latest.number
             );
-            b.actions.push(Action::StopAttempt(latest.number));
+            b.actions
+                .push(Action::StopAttempt(latest.number, message.clone()));
             b.condition(condition::STALLED, true, "NoProgress", message.clone());
             let failure = Failure {
                 retriable: true,

@@ -4,6 +4,7 @@
 mod children;
 pub mod decide;
 mod invalid;
+mod isolation;
 pub mod job_file;
 pub mod outcome;
 pub mod publish;
@@ -19,10 +20,10 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 pub use children::{JOB_NAME_ANNOTATION, cache_subdir, cached_model_name};
 
@@ -31,6 +32,7 @@ use crate::context::{Context, GuardedJob};
 use crate::error::Error;
 use crate::metrics::ErrorLabels;
 use crate::names;
+use crate::tenancy::scheduler::{self, Watches};
 
 /// Whether this installation reconciles `job` (config `watchNamespaces`).
 pub fn watched(config: &OperatorConfig, job: &FineTuneJob) -> bool {
@@ -51,7 +53,7 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller, and admission beside it, until `shutdown` resolves.
 pub async fn run(
     context: Arc<Context>,
     woken: mpsc::UnboundedReceiver<ObjectRef<GuardedJob>>,
@@ -63,8 +65,49 @@ pub async fn run(
         names::MANAGER,
         names::JOB_LABEL
     );
-    let controller = Controller::new(scoped::<GuardedJob>(&context), watcher::Config::default());
-    let jobs = controller.store();
+    // The controller's watches are cached and shared with admission, which reads every
+    // FineTuneJob, trainer Job and pod, and is told of each change.
+    let changed = Arc::new(Notify::new());
+    let (jobs, jobs_writer) = reflector::store();
+    let job_events = watcher(scoped::<GuardedJob>(&context), watcher::Config::default())
+        .default_backoff()
+        .reflect(jobs_writer)
+        .inspect({
+            let changed = Arc::clone(&changed);
+            move |_| changed.notify_one()
+        })
+        .applied_objects();
+    let (batches, batches_writer) = reflector::store();
+    let batch_events = watcher(
+        scoped::<Job>(&context),
+        watcher::Config::default().labels(&managed),
+    )
+    .default_backoff()
+    .reflect(batches_writer)
+    .inspect({
+        let changed = Arc::clone(&changed);
+        move |_| changed.notify_one()
+    })
+    .touched_objects();
+    let (pods, pods_writer) = reflector::store();
+    let pod_events = watcher(
+        scoped::<Pod>(&context),
+        watcher::Config::default().labels(&managed),
+    )
+    .default_backoff()
+    .reflect(pods_writer)
+    .inspect({
+        let changed = Arc::clone(&changed);
+        move |_| changed.notify_one()
+    })
+    .touched_objects();
+    let watches = Watches {
+        jobs: jobs.clone(),
+        batches,
+        pods,
+        changed,
+    };
+    let controller = Controller::for_stream(job_events, jobs.clone());
     let for_cache = jobs.clone();
     let wake = futures::stream::unfold(woken, |mut woken| async move {
         woken.recv().await.map(|reference| (reference, woken))
@@ -73,18 +116,11 @@ pub async fn run(
     let instance = format!("{}={}", names::INSTANCE_LABEL, context.config.instance);
     let installation = context.config.instance.clone();
     let controller = controller
-        .owns(
-            scoped::<Job>(&context),
-            watcher::Config::default().labels(&managed),
-        )
-        .watches(
-            scoped::<Pod>(&context),
-            watcher::Config::default().labels(&managed),
-            |pod| {
-                let name = pod.annotations().get(JOB_NAME_ANNOTATION)?;
-                Some(ObjectRef::new(name).within(&pod.namespace()?))
-            },
-        )
+        .owns_stream(batch_events)
+        .watches_stream(pod_events, |pod| {
+            let name = pod.annotations().get(JOB_NAME_ANNOTATION)?;
+            Some(ObjectRef::new(name).within(&pod.namespace()?))
+        })
         .watches(
             caches,
             watcher::Config::default().labels(&instance),
@@ -107,14 +143,17 @@ pub async fn run(
         .graceful_shutdown_on(shutdown);
     // The progress server checks tokens against this cache; ready once it fills.
     let _ = context.jobs.set(jobs);
-    controller
-        .run(reconcile::reconcile, error_policy, context)
+    let controller = controller
+        .run(reconcile::reconcile, error_policy, Arc::clone(&context))
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        () = scheduler::run(context, watches) => {}
+    }
 }
 
 /// Logs and counts a failed reconcile and retries it later.

@@ -13,13 +13,14 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::children;
-use super::decide::{Action, AttemptView, Observed, decide, refused};
+use super::decide::{Action, AttemptView, Observed, STOPPED_ANNOTATION, decide, refused};
 use super::publish::trained_model_name;
 use crate::context::{Context, GuardedJob};
 use crate::error::{Error, Result};
 use crate::metrics::{ReconcileTimer, ResultLabels};
 use crate::names;
 use crate::progress::JobKey;
+use crate::tenancy::Admission;
 
 /// Reconciles one FineTuneJob.
 ///
@@ -57,8 +58,10 @@ pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Resul
         return Ok(Requeue::await_change());
     }
 
+    // Admission must know what runs before any job is judged.
+    context.tenancy.ready().await;
     let world = World::observe(job, &context, &namespace, &key).await?;
-    let observed = world.observed(job);
+    let observed = world.observed(job, context.tenancy.admission(job));
     let mut decision = decide(&observed);
     for action in &decision.actions {
         match act(action, job, &context, &world).await {
@@ -173,7 +176,7 @@ impl World {
         Ok(world)
     }
 
-    fn observed<'a>(&'a self, job: &'a FineTuneJob) -> Observed<'a> {
+    fn observed<'a>(&'a self, job: &'a FineTuneJob, admission: Admission) -> Observed<'a> {
         Observed {
             job,
             now: jiff::Timestamp::now(),
@@ -182,6 +185,7 @@ impl World {
             attempts: self.attempts.clone(),
             live: self.live.clone(),
             published: self.published.as_ref(),
+            admission,
         }
     }
 }
@@ -276,8 +280,22 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
             }
             tracing::info!(%namespace, job = %name, attempt = number, "created the trainer's Job");
         }
-        Action::Suspend(number, suspend) => hold(&jobs, &name, *number, *suspend).await?,
-        Action::StopAttempt(number) => hold(&jobs, &name, *number, true).await?,
+        Action::Suspend(number, suspend) => {
+            hold(
+                &jobs,
+                &name,
+                *number,
+                json!({ "spec": { "suspend": suspend } }),
+            )
+            .await?;
+        }
+        Action::StopAttempt(number, why) => {
+            let patch = json!({
+                "metadata": { "annotations": { STOPPED_ANNOTATION: why } },
+                "spec": { "suspend": true },
+            });
+            hold(&jobs, &name, *number, patch).await?;
+        }
         Action::Publish(model) => {
             let api: Api<TrainedModel> = Api::namespaced(client, &namespace);
             match api.create(&PostParams::default(), model).await {
@@ -295,9 +313,8 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
 }
 
 /// Holds (`suspend: true`: the Job controller stops the pod with SIGTERM, the trainer
-/// checkpoints) or releases an attempt's Job.
-async fn hold(jobs: &Api<Job>, name: &str, attempt: u32, suspend: bool) -> Result<()> {
-    let patch = json!({ "spec": { "suspend": suspend } });
+/// checkpoints) or releases an attempt's Job, by merging `patch`.
+async fn hold(jobs: &Api<Job>, name: &str, attempt: u32, patch: serde_json::Value) -> Result<()> {
     jobs.patch(
         &names::trainer_job(name, attempt),
         &PatchParams::default(),

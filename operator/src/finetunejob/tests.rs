@@ -11,6 +11,7 @@ use super::children::trainer_job;
 use super::decide::{Action, AttemptView, Decision, Observed, decide};
 use super::job_file::job_file;
 use crate::config::OperatorConfig;
+use crate::tenancy::Admission;
 
 const NOW: i64 = 1_800_000_000;
 
@@ -109,6 +110,7 @@ struct World {
     attempts: Vec<AttemptView>,
     missing: Vec<String>,
     published: Option<TrainedModel>,
+    admission: Admission,
     now: i64,
 }
 
@@ -120,6 +122,7 @@ impl World {
             attempts: Vec::new(),
             missing: Vec::new(),
             published: None,
+            admission: Admission::Unmetered("no Tenant owns namespace team-a".to_owned()),
             now: NOW,
         }
     }
@@ -133,6 +136,7 @@ impl World {
             attempts: self.attempts.clone(),
             live: None,
             published: self.published.as_ref(),
+            admission: self.admission.clone(),
         })
     }
 }
@@ -582,7 +586,11 @@ fn deadlines_and_stalls_stop_the_attempt() {
     let decision = world.decide();
     assert_eq!(decision.status.phase, Some(Phase::Failed));
     assert_eq!(reason(&decision), "DeadlineExceeded");
-    assert_eq!(decision.actions, [Action::StopAttempt(1)]);
+    assert!(
+        matches!(&decision.actions[..], [Action::StopAttempt(1, why)] if why.contains("activeDeadlineSeconds")),
+        "{:?}",
+        decision.actions
+    );
 
     let mut world = World::new(minimal());
     world.job.spec.run_policy.progress_deadline_seconds = Some(30);
@@ -594,9 +602,10 @@ fn deadlines_and_stalls_stop_the_attempt() {
         Some(running("2027-01-15T08:00:10Z")),
     )];
     let decision = world.decide();
-    assert_eq!(
-        decision.actions,
-        [Action::StopAttempt(1), Action::CreateAttempt(2)]
+    assert!(
+        matches!(&decision.actions[..], [Action::StopAttempt(1, why), Action::CreateAttempt(2)] if why.contains("no training step")),
+        "{:?}",
+        decision.actions
     );
     let stalled = crate::conditions::find(&decision.status.conditions, "Stalled").expect("Stalled");
     assert_eq!(stalled.status, "True");
@@ -621,4 +630,187 @@ fn a_finished_job_is_never_rerun_and_is_cleaned_after_its_ttl() {
     assert_eq!(decision.requeue.map(|d| d.as_secs()), Some(40));
     world.now = at("2027-01-15T08:02:00Z");
     assert_eq!(world.decide().actions, [Action::DeleteChildren]);
+}
+
+fn queued(position: u32) -> Admission {
+    Admission::Queued {
+        tenant: Some("team-a".to_owned()),
+        reason: "QuotaExhausted".to_owned(),
+        message: format!("position {position} of 3 in tenant team-a's queue: no GPUs"),
+        position: Some(position),
+    }
+}
+
+fn granted() -> Admission {
+    Admission::Granted {
+        tenant: "team-a".to_owned(),
+        gpus: 1,
+        borrowed: 1,
+    }
+}
+
+fn condition<'a>(
+    decision: &'a Decision,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    crate::conditions::find(&decision.status.conditions, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition: {:?}", decision.status.conditions))
+}
+
+#[test]
+fn a_job_queues_under_its_tenant_until_admission_grants_it() {
+    let mut world = World::new(minimal());
+    world.admission = queued(2);
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert_eq!(reason(&decision), "QuotaExhausted");
+    assert_eq!(decision.status.queue_position, Some(2));
+    assert_eq!(decision.status.tenant.as_deref(), Some("team-a"));
+    assert!(
+        decision
+            .status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("the first attempt waits: position 2"),
+        "{:?}",
+        decision.status.message
+    );
+    assert_eq!(condition(&decision, "Admitted").status, "False");
+
+    world.admission = granted();
+    let decision = world.decide();
+    assert_eq!(decision.actions, [Action::CreateAttempt(1)]);
+    assert_eq!(decision.status.queue_position, None);
+    let admitted = condition(&decision, "Admitted");
+    assert_eq!(admitted.status, "True");
+    assert!(
+        admitted
+            .message
+            .contains("tenant team-a's quota: 1 GPUs, 1 of them borrowed"),
+        "{}",
+        admitted.message
+    );
+
+    // A job that waits for its model does not queue for GPUs yet.
+    world.cache = Some(cache("Pending", None));
+    world.admission = queued(1);
+    let decision = world.decide();
+    assert_eq!(decision.status.phase, Some(Phase::CachingModel));
+    assert_eq!(condition(&decision, "Admitted").reason, "WaitingForModel");
+}
+
+#[test]
+fn a_namespace_no_tenant_owns_fails_its_jobs_under_reject() {
+    let mut world = World::new(minimal());
+    world.admission =
+        Admission::Refused("no Tenant owns namespace team-a: create a Tenant".to_owned());
+    let decision = world.decide();
+    assert_eq!(decision.status.phase, Some(Phase::Failed));
+    assert_eq!(reason(&decision), "NoTenant");
+    assert!(decision.actions.is_empty());
+}
+
+#[test]
+fn a_preempted_attempt_is_held_and_resumes_only_when_granted() {
+    let mut world = World::new(minimal());
+    started(&mut world.job, "2027-01-15T08:00:00Z");
+    world.admission = Admission::Preempted {
+        tenant: "team-a".to_owned(),
+        by: "team-a/urgent".to_owned(),
+        message: "preempted by team-a/urgent: it has a higher priority".to_owned(),
+    };
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), false),
+        Some(running("2027-01-15T08:01:00Z")),
+    )];
+    let decision = world.decide();
+    assert_eq!(decision.actions, [Action::Suspend(1, true)]);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert_eq!(reason(&decision), "Preempted");
+    let preempted = condition(&decision, "Preempted");
+    assert_eq!(preempted.status, "True");
+    assert!(
+        preempted.message.contains("team-a/urgent"),
+        "{}",
+        preempted.message
+    );
+
+    // Held, waiting: nothing moves; the Preempted condition stays.
+    world.job.status = Some(decision.status);
+    world.attempts = vec![attempt(1, batch_job(json!([]), true), None)];
+    world.admission = queued(1);
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert_eq!(condition(&decision, "Preempted").status, "True");
+
+    // Granted again: the same attempt resumes from its checkpoint.
+    world.admission = granted();
+    let decision = world.decide();
+    assert_eq!(decision.actions, [Action::Suspend(1, false)]);
+    assert_eq!(condition(&decision, "Preempted").status, "False");
+    assert_eq!(condition(&decision, "Admitted").status, "True");
+}
+
+#[test]
+fn retries_wait_for_admission_like_first_attempts() {
+    let mut world = World::new(minimal());
+    world.admission = queued(1);
+    world.attempts = vec![attempt(
+        1,
+        batch_job(failed(), false),
+        Some(terminated(137, "")),
+    )];
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert!(
+        decision
+            .status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("attempt 2 (attempt 1 failed"),
+        "{:?}",
+        decision.status.message
+    );
+    world.admission = granted();
+    assert_eq!(world.decide().actions, [Action::CreateAttempt(2)]);
+
+    // A stalled attempt the operator stopped is over, even when the retry waits.
+    let mut stopped = batch_job(json!([]), true);
+    stopped.metadata.annotations = Some(
+        [(
+            super::decide::STOPPED_ANNOTATION.to_owned(),
+            "no training step for 40 s".to_owned(),
+        )]
+        .into(),
+    );
+    world.attempts = vec![attempt(1, stopped, None)];
+    world.admission = queued(1);
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    world.admission = granted();
+    assert_eq!(world.decide().actions, [Action::CreateAttempt(2)]);
+}
+
+#[test]
+fn references_into_other_namespaces_are_refused() {
+    let mut world = World::new(minimal());
+    if let Some(pvc) = world.job.spec.output.destination.pvc.as_mut() {
+        pvc.claim_name = "team-b/models".to_owned();
+    }
+    let decision = world.decide();
+    assert_eq!(decision.status.phase, Some(Phase::Failed));
+    assert_eq!(reason(&decision), "CrossNamespaceReference");
+    let message = decision.status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("spec.output.destination.pvc.claimName: `team-b/models`"),
+        "{message}"
+    );
+    assert!(decision.actions.is_empty());
 }
