@@ -1,15 +1,20 @@
 //! The CachedModel controller: one fetch per (model, revision, credential scope), retried with
-//! backoff only when a newer job asks for it, and a status every waiting job reads.
+//! backoff only when a newer job asks for it, and a status every waiting job reads; the claims
+//! that bring the cache into each namespace ([`claims`]); and the collector that evicts what no
+//! job has used for long ([`retention`]).
 
+pub mod claims;
 pub mod config;
-mod fetch_job;
+mod evict;
+mod jobs;
 mod reconcile;
 pub mod report;
+pub mod retention;
 
 use std::sync::Arc;
 
 use attune_crds::CachedModel;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
@@ -17,7 +22,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-pub use fetch_job::{fetch_job, fetch_namespace};
+pub use jobs::{evict_job, fetch_job, fetch_namespace};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -42,8 +47,20 @@ pub async fn touch(client: Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller, the claims and the collector until `shutdown` resolves.
 pub async fn run(
+    context: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    tokio::join!(
+        controller(Arc::clone(&context), shutdown.clone()),
+        claims::run(Arc::clone(&context), shutdown.clone()),
+        retention::run(context, shutdown),
+    );
+}
+
+async fn controller(
     context: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
