@@ -4,13 +4,13 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{KueueQueue, QUEUE_NAME_LABEL, TestNamespace, condition, end_pod};
+use crate::support::{KueueQueue, QUEUE_NAME_LABEL, TestNamespace, condition, end_pod, restricted};
 
 /// A Job of one pod asking for `gpus` GPUs; `queue` names a LocalQueue (created suspended, as
 /// Attune creates its Jobs in Kueue mode), `None` leaves it to the Job controller alone.
 fn gpu_job(name: &str, gpus: u32, queue: Option<&str>) -> Value {
     let labels = queue.map_or_else(|| json!({}), |q| json!({ QUEUE_NAME_LABEL: q }));
-    json!({
+    let mut job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": { "name": name, "labels": labels },
@@ -27,7 +27,9 @@ fn gpu_job(name: &str, gpus: u32, queue: Option<&str>) -> Value {
                 "tolerations": [{ "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" }],
             }},
         },
-    })
+    });
+    restricted(&mut job["spec"]["template"]["spec"]);
+    job
 }
 
 fn is_true(object: &Value, kind: &str) -> bool {

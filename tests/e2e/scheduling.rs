@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestNamespace, pod};
+use crate::support::{TestNamespace, pod, restricted};
 
 /// A pod asking for `gpus` GPUs, tolerating the GPU nodes' taint.
 fn gpu_pod(name: &str, gpus: u32) -> Value {
@@ -70,7 +70,7 @@ fn job_completes_when_its_pod_succeeds() {
     let Some(ns) = TestNamespace::create("job") else {
         return;
     };
-    let job = json!({
+    let mut job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": { "name": "once" },
@@ -82,6 +82,7 @@ fn job_completes_when_its_pod_succeeds() {
             }},
         },
     });
+    restricted(&mut job["spec"]["template"]["spec"]);
     ns.apply(&job).expect_success();
     let pods = ns.wait_for(
         &["pods", "-l", "batch.kubernetes.io/job-name=once"],

@@ -5,25 +5,11 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::support::{
-    Operator, TRAINING_WAIT, TestNamespace, claim_dir, intents_and_models, job, phase, repo_root,
-    wait_for_job, workspace_binary,
+    Operator, TRAINING_WAIT, TestNamespace, assert_published, claim_dir, intents_and_models, job,
+    phase, repo_root, wait_for_job, wait_succeeded, workspace_binary,
 };
-
-/// Lowercase hex SHA-256 of a file.
-fn sha256_file(path: &std::path::Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn condition<'a>(job: &'a Value, type_: &str) -> &'a Value {
-    job["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == type_))
-        .unwrap_or(&Value::Null)
-}
 
 #[test]
 fn a_job_trains_and_publishes_its_model_with_provenance() {
@@ -35,48 +21,7 @@ fn a_job_trains_and_publishes_its_model_with_provenance() {
     ns.apply(&job("intents", "intents", 2, &json!({})))
         .expect_success();
 
-    let done = wait_for_job(&ns, "intents", "the job to finish", TRAINING_WAIT, |j| {
-        matches!(phase(j), "Succeeded" | "Failed")
-    });
-    assert_eq!(
-        phase(&done),
-        "Succeeded",
-        "status: {}\noperator log tail: {}",
-        done["status"],
-        operator
-            .log()
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    let status = &done["status"];
-    assert_eq!(status["attempts"], 1, "{status}");
-    assert_eq!(status["progress"]["percent"], 100, "{status}");
-    assert!(
-        status["progress"]["totalSteps"].as_u64().unwrap_or(0) > 0,
-        "{status}"
-    );
-    assert!(status["startTime"].is_string() && status["completionTime"].is_string());
-    assert_eq!(status["observedGeneration"], done["metadata"]["generation"]);
-    let accuracy = status["metrics"]["evalAccuracy"]
-        .as_f64()
-        .expect("accuracy");
-    assert!((0.0..=1.0).contains(&accuracy), "{status}");
-    for (type_, value) in [
-        ("Admitted", "True"),
-        ("ModelCached", "True"),
-        ("Succeeded", "True"),
-        ("Running", "False"),
-    ] {
-        assert_eq!(
-            condition(&done, type_)["status"],
-            value,
-            "{type_}: {status}"
-        );
-    }
-
+    let done = wait_succeeded(&ns, &operator, "intents");
     // The cache entry: one, Ready, with the commit the hub resolved `main` to.
     let caches = operator.cached_models();
     assert_eq!(caches.len(), 1, "{caches:?}");
@@ -88,43 +33,9 @@ fn a_job_trains_and_publishes_its_model_with_provenance() {
     assert_eq!(commit.len(), 40, "{cache}");
 
     // The published record and the files it describes.
-    let model = ns
-        .get_json(&["trainedmodel", "intents"])
-        .expect("a TrainedModel named after the job");
-    let spec = &model["spec"];
-    assert_eq!(spec["uri"], "pvc://models/intents/model");
-    assert_eq!(spec["baseModel"]["resolvedRevision"], commit);
-    assert_eq!(spec["baseModel"]["revision"], "main");
-    assert_eq!(spec["producer"]["jobName"], "intents");
-    assert_eq!(spec["producer"]["jobUid"], done["metadata"]["uid"]);
-    let digest = spec["datasetDigest"].as_str().expect("dataset digest");
-    assert!(
-        digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
-        "{digest}"
-    );
-    assert_eq!(
-        spec["task"]["textClassification"]["labels"],
-        json!(["book_flight", "check_weather", "play_music", "set_alarm"])
-    );
-    assert_eq!(spec["hyperparameters"]["epochs"], 2);
-    assert_eq!(
-        spec["metrics"]["evalAccuracy"],
-        status["metrics"]["evalAccuracy"]
-    );
+    let labels = json!(["book_flight", "check_weather", "play_music", "set_alarm"]);
+    assert_published(&ns, &done, commit, &labels);
     let export = claim_dir(&ns, "models").join("intents/model");
-    let files = spec["files"].as_array().expect("files");
-    let names: Vec<&str> = files.iter().filter_map(|f| f["path"].as_str()).collect();
-    for required in ["model.safetensors", "config.json", "tokenizer.json"] {
-        assert!(names.contains(&required), "{required} not in {names:?}");
-    }
-    for file in files {
-        let path = export.join(file["path"].as_str().expect("path"));
-        assert_eq!(file["sha256"], sha256_file(&path), "{}", path.display());
-        let size = std::fs::metadata(&path).expect("size").len();
-        assert_eq!(file["sizeBytes"], size, "{}", path.display());
-    }
-    assert_eq!(status["exportedModel"]["uri"], spec["uri"]);
-    assert_eq!(status["exportedModel"]["files"], spec["files"]);
 
     // The pod can be found by the job's label, and ran under the restricted profile.
     let pods = ns

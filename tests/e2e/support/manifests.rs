@@ -43,8 +43,31 @@ pub fn example(file: &str) -> Value {
     documents.swap_remove(0)
 }
 
-/// A Pod named `name` with `spec`. Nodes are simulated or run commands locally, so images are
-/// never pulled.
-pub fn pod(name: &str, spec: Value) -> Value {
+/// A Pod named `name` with `spec` made [`restricted`]. Nodes are simulated or run commands
+/// locally, so images are never pulled.
+pub fn pod(name: &str, mut spec: Value) -> Value {
+    restricted(&mut spec);
     json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name }, "spec": spec })
+}
+
+/// Gives a pod spec the settings Pod Security "restricted" asks for (test namespaces enforce
+/// it), where the spec sets none: non-root, the runtime's seccomp profile, and in every
+/// container no privilege escalation and no capabilities.
+pub fn restricted(spec: &mut Value) {
+    let defaults = |target: &mut Value, settings: Value| {
+        let context = target["securityContext"].take();
+        target["securityContext"] = if context.is_null() { settings } else { context };
+    };
+    defaults(
+        spec,
+        json!({ "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } }),
+    );
+    for list in ["initContainers", "containers"] {
+        for container in spec[list].as_array_mut().into_iter().flatten() {
+            defaults(
+                container,
+                json!({ "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } }),
+            );
+        }
+    }
 }

@@ -4,23 +4,27 @@ mod binaries;
 mod cluster;
 mod crds;
 mod http;
+mod hub_repo;
 mod kueue;
 mod manifests;
 mod namespace;
 mod operator;
 mod simulate;
+mod tiny_model;
 mod training;
 
 pub use binaries::workspace_binary;
 pub use cluster::cluster_with_crds;
 pub use crds::crds;
 pub use http::request;
+pub use hub_repo::HubRepo;
 pub use kueue::{KueueQueue, QUEUE_NAME_LABEL, condition};
-pub use manifests::{example, pod, read_yaml_documents, repo_root, yaml_files};
-pub use namespace::TestNamespace;
+pub use manifests::{example, pod, read_yaml_documents, repo_root, restricted, yaml_files};
+pub use namespace::{RESTRICTED, TestNamespace};
 pub use operator::Operator;
 pub use simulate::{done_event, end_pod, running_trainer_pods, simulated_trainers};
+pub use tiny_model::tiny_bert_files;
 pub use training::{
-    TRAINING_WAIT, claim, claim_dir, data_config_map, intents, intents_and_models, job, phase,
-    wait_for_job,
+    TRAINING_WAIT, assert_published, claim, claim_dir, data_config_map, intents,
+    intents_and_models, intents_texts, job, phase, wait_for_job, wait_succeeded,
 };

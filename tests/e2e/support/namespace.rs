@@ -1,13 +1,18 @@
-//! A namespace of one test, deleted (with the cluster-scoped objects it applied) at its end.
+//! A namespace of one test, deleted (with the cluster-scoped objects it applied) at its end. It
+//! enforces Pod Security "restricted", so the API server's admission plugin checks every pod
+//! the test and the operator create there.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::cluster::{Cluster, Run, cluster_with_crds};
 use super::crds::crds;
+
+/// The label that makes the API server admit only pods of Pod Security "restricted".
+pub const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
 
 #[derive(Debug)]
 pub struct TestNamespace {
@@ -18,8 +23,9 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// A new namespace `e2e-<test>-<unique>` whose default ServiceAccount exists (pods need it),
-    /// or `None` when the test is skipped for want of a cluster.
+    /// A new namespace `e2e-<test>-<unique>` that enforces Pod Security "restricted" and whose
+    /// default ServiceAccount exists (pods need it), or `None` when the test is skipped for want
+    /// of a cluster.
     pub fn create(test: &str) -> Option<Self> {
         static SEQUENCE: AtomicU32 = AtomicU32::new(0);
         let cluster = cluster_with_crds()?;
@@ -30,8 +36,12 @@ impl TestNamespace {
             "e2e-{test}-{millis:x}-{}",
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
+        let namespace = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": { "name": name, "labels": { (RESTRICTED.0): RESTRICTED.1 } },
+        });
         cluster
-            .kubectl(&["create", "namespace", &name])
+            .kubectl_with_input(&["create", "-f", "-"], Some(&namespace.to_string()))
             .expect_success();
         let namespace = Self {
             name,

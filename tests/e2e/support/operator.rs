@@ -16,7 +16,8 @@ use super::namespace::TestNamespace;
 /// A running operator (killed on drop, with the CachedModels of its installation).
 #[derive(Debug)]
 pub struct Operator {
-    /// Its folder: `config.yaml`, `operator.log`, `cache/` (the model-cache hostPath).
+    /// Its folder: `config.yaml`, `operator.log`, `cache/` (the model cache: the hostPath of
+    /// the PersistentVolume behind each namespace's model-cache claim).
     pub dir: PathBuf,
     config: Value,
     cluster: &'static Cluster,
@@ -54,7 +55,11 @@ impl Operator {
                     "tolerations": [{ "key": "attune.dev/local-runner", "operator": "Exists", "effect": "NoSchedule" }],
                 },
             },
-            "modelCache": { "volume": { "hostPath": { "path": dir.join("cache"), "type": "DirectoryOrCreate" } } },
+            // A claim per namespace, which "restricted" admits (a hostPath volume it does not).
+            "modelCache": { "persistentVolume": {
+                "hostPath": { "path": dir.join("cache"), "type": "DirectoryOrCreate" },
+                "capacity": { "storage": "1Gi" },
+            } },
             "hub": { "endpoint": ns.cluster.setting("ATTUNE_HUB_ENDPOINT") },
             "progress": { "url": format!("http://{progress}"), "listen": progress, "statusIntervalSeconds": 2 },
             "metrics": { "listen": metrics },
@@ -176,7 +181,8 @@ impl Operator {
         std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default()
     }
 
-    /// The label selector of this installation's CachedModels (config `instance`).
+    /// The label selector of this installation's CachedModels and model-cache volumes (config
+    /// `instance`).
     fn instance_selector(&self) -> String {
         format!(
             "attune.dev/instance={}",
@@ -205,12 +211,14 @@ impl Drop for Operator {
         self.kill();
         // Cluster-scoped, so not deleted with the test's namespace.
         let instance = self.instance_selector();
-        if let Err(error) = self
-            .cluster
-            .kubectl(&["delete", "cachedmodels", "-l", &instance, "--wait=false"])
-            .into_result()
-        {
-            eprintln!("cleanup: {error}");
+        for kind in ["cachedmodels", "persistentvolumes"] {
+            if let Err(error) = self
+                .cluster
+                .kubectl(&["delete", kind, "-l", &instance, "--wait=false"])
+                .into_result()
+            {
+                eprintln!("cleanup: {error}");
+            }
         }
         if std::thread::panicking() {
             let log = self.log();

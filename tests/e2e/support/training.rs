@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::cluster::pretty;
 use super::manifests::repo_root;
 use super::namespace::TestNamespace;
+use super::operator::Operator;
 
 /// The base model the tests fine-tune: the real all-MiniLM-L6-v2, served by the harness's hub
 /// endpoint (tests/cluster/up seeds it from the test assets).
@@ -32,6 +34,18 @@ pub fn data_config_map(ns: &TestNamespace, name: &str, rows: &str) {
 pub fn intents() -> String {
     let path = repo_root().join("examples/intents/train.jsonl");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The texts of [`intents`].
+pub fn intents_texts() -> Vec<String> {
+    intents()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            row["text"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
 }
 
 /// What most jobs of the tests need: the intents as ConfigMap `intents` and an output claim
@@ -132,7 +146,109 @@ pub fn wait_for_job(
     }
 }
 
+/// Waits (within [`TRAINING_WAIT`]) until job `name` has finished, and returns it; fails the
+/// test with its status and the tail of `operator`'s log unless it succeeded.
+pub fn wait_succeeded(ns: &TestNamespace, operator: &Operator, name: &str) -> Value {
+    let done = wait_for_job(ns, name, "the job to finish", TRAINING_WAIT, |j| {
+        matches!(phase(j), "Succeeded" | "Failed")
+    });
+    let log = operator.log();
+    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+    assert_eq!(
+        phase(&done),
+        "Succeeded",
+        "status: {}\noperator log tail: {}",
+        done["status"],
+        tail.join("\n")
+    );
+    done
+}
+
 /// The job's phase.
 pub fn phase(job: &Value) -> &str {
     job["status"]["phase"].as_str().unwrap_or_default()
+}
+
+/// Lowercase hex SHA-256 of a file.
+fn sha256_file(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Condition `type_` of a job, or null.
+fn condition<'a>(job: &'a Value, type_: &str) -> &'a Value {
+    job["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+/// Checks that job `done` (made by [`job`] with output claim `models`) succeeded in one attempt
+/// with a truthful status — progress at 100 %, metrics, times, conditions — and published a
+/// TrainedModel whose provenance names base-model commit `commit` and `labels`, and whose
+/// every file is in the export on the claim with the size and SHA-256 it lists. Returns the
+/// TrainedModel.
+pub fn assert_published(ns: &TestNamespace, done: &Value, commit: &str, labels: &Value) -> Value {
+    let name = done["metadata"]["name"].as_str().expect("the job's name");
+    let status = &done["status"];
+    assert_eq!(phase(done), "Succeeded", "{status}");
+    assert_eq!(status["attempts"], 1, "{status}");
+    assert_eq!(status["progress"]["percent"], 100, "{status}");
+    assert!(
+        status["progress"]["totalSteps"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+    assert!(status["startTime"].is_string() && status["completionTime"].is_string());
+    assert_eq!(status["observedGeneration"], done["metadata"]["generation"]);
+    let accuracy = status["metrics"]["evalAccuracy"]
+        .as_f64()
+        .expect("accuracy");
+    assert!((0.0..=1.0).contains(&accuracy), "{status}");
+    for (type_, value) in [
+        ("Admitted", "True"),
+        ("ModelCached", "True"),
+        ("Succeeded", "True"),
+        ("Running", "False"),
+    ] {
+        assert_eq!(condition(done, type_)["status"], value, "{type_}: {status}");
+    }
+
+    let model = ns
+        .get_json(&["trainedmodel", name])
+        .expect("a TrainedModel named after the job");
+    let spec = &model["spec"];
+    assert_eq!(spec["uri"], format!("pvc://models/{name}/model"));
+    assert_eq!(spec["baseModel"]["resolvedRevision"], commit);
+    assert_eq!(spec["baseModel"]["revision"], "main");
+    assert_eq!(spec["producer"]["jobName"], name);
+    assert_eq!(spec["producer"]["jobUid"], done["metadata"]["uid"]);
+    let digest = spec["datasetDigest"].as_str().expect("dataset digest");
+    assert!(
+        digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+        "{digest}"
+    );
+    assert_eq!(spec["task"]["textClassification"]["labels"], *labels);
+    assert_eq!(
+        spec["hyperparameters"]["epochs"],
+        done["spec"]["hyperparameters"]["epochs"]
+    );
+    assert_eq!(
+        spec["metrics"]["evalAccuracy"],
+        status["metrics"]["evalAccuracy"]
+    );
+    let export = claim_dir(ns, "models").join(name).join("model");
+    let files = spec["files"].as_array().expect("files");
+    let names: Vec<&str> = files.iter().filter_map(|f| f["path"].as_str()).collect();
+    for required in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(names.contains(&required), "{required} not in {names:?}");
+    }
+    for file in files {
+        let path = export.join(file["path"].as_str().expect("path"));
+        assert_eq!(file["sha256"], sha256_file(&path), "{}", path.display());
+        let size = std::fs::metadata(&path).expect("size").len();
+        assert_eq!(file["sizeBytes"], size, "{}", path.display());
+    }
+    assert_eq!(status["exportedModel"]["uri"], spec["uri"]);
+    assert_eq!(status["exportedModel"]["files"], spec["files"]);
+    model
 }
