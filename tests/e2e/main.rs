@@ -22,5 +22,6 @@ mod progress_reports;
 mod resilience;
 mod scheduling;
 mod support;
+mod tenancy;
 mod tiny_training;
 mod training;
