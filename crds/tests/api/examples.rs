@@ -1,16 +1,13 @@
 //! Every manifest in `examples/` is valid.
 
+use std::path::{Path, PathBuf};
+
 use crate::support::{read_yaml_documents, repo_root, validate};
 
 #[test]
 fn every_example_validates() {
-    let dir = repo_root().join("examples");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples/ exists") {
-        let path = entry.expect("readable entry").path();
-        if path.extension().is_none_or(|e| e != "yaml") {
-            continue;
-        }
+    for path in yaml_files(&repo_root().join("examples")) {
         for doc in read_yaml_documents(&path) {
             if doc["apiVersion"]
                 .as_str()
@@ -26,6 +23,20 @@ fn every_example_validates() {
         checked >= 3,
         "expected at least three Attune manifests in examples/, found {checked}"
     );
+}
+
+/// The `*.yaml` files in `dir` and its subfolders (`examples/demo/` holds the demo's jobs).
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("readable entry").path();
+        if path.is_dir() {
+            files.extend(yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]
