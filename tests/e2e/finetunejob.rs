@@ -149,6 +149,7 @@ fn get_shows_the_printer_columns() {
             "reason": "Resumed",
             "progress": { "percent": 42, "epoch": 1, "step": 420, "totalSteps": 1000 },
             "metrics": { "evalAccuracy": 0.9, "trainLoss": 0.25 },
+            "attempts": 2,
         }),
     );
     let (_, row) = get_row(&ns, &name, &[]);
@@ -162,11 +163,11 @@ fn get_shows_the_printer_columns() {
         columns,
         [
             "NAME", "PHASE", "PROGRESS", "ACCURACY", "MODEL", "AGE", "GPUS", "STEP", "LOSS",
-            "REASON"
+            "ATTEMPTS", "REASON"
         ]
     );
     assert_eq!(
-        cells(&row, &["GPUS", "STEP", "LOSS", "REASON"]),
-        ["1", "420", "0.25", "Resumed"]
+        cells(&row, &["GPUS", "STEP", "LOSS", "ATTEMPTS", "REASON"]),
+        ["1", "420", "0.25", "2", "Resumed"]
     );
 }
