@@ -20,7 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::{Notify, mpsc};
@@ -32,7 +32,7 @@ use crate::context::{Context, GuardedJob};
 use crate::error::Error;
 use crate::metrics::ErrorLabels;
 use crate::names;
-use crate::tenancy::scheduler::{self, Watches};
+use crate::tenancy::scheduler::{self, Watches, cached_watch};
 
 /// Whether this installation reconciles `job` (config `watchNamespaces`).
 pub fn watched(config: &OperatorConfig, job: &FineTuneJob) -> bool {
@@ -68,46 +68,28 @@ pub async fn run(
     // The controller's watches are cached and shared with admission, which reads every
     // FineTuneJob, trainer Job and pod, and is told of each change.
     let changed = Arc::new(Notify::new());
-    let (jobs, jobs_writer) = reflector::store();
-    let job_events = watcher(scoped::<GuardedJob>(&context), watcher::Config::default())
-        .default_backoff()
-        .reflect(jobs_writer)
-        .inspect({
-            let changed = Arc::clone(&changed);
-            move |_| changed.notify_one()
-        })
-        .applied_objects();
-    let (batches, batches_writer) = reflector::store();
-    let batch_events = watcher(
+    let (jobs, job_events) = cached_watch(
+        scoped::<GuardedJob>(&context),
+        watcher::Config::default(),
+        &changed,
+    );
+    let (batches, batch_events) = cached_watch(
         scoped::<Job>(&context),
         watcher::Config::default().labels(&managed),
-    )
-    .default_backoff()
-    .reflect(batches_writer)
-    .inspect({
-        let changed = Arc::clone(&changed);
-        move |_| changed.notify_one()
-    })
-    .touched_objects();
-    let (pods, pods_writer) = reflector::store();
-    let pod_events = watcher(
+        &changed,
+    );
+    let (pods, pod_events) = cached_watch(
         scoped::<Pod>(&context),
         watcher::Config::default().labels(&managed),
-    )
-    .default_backoff()
-    .reflect(pods_writer)
-    .inspect({
-        let changed = Arc::clone(&changed);
-        move |_| changed.notify_one()
-    })
-    .touched_objects();
+        &changed,
+    );
     let watches = Watches {
         jobs: jobs.clone(),
         batches,
         pods,
         changed,
     };
-    let controller = Controller::for_stream(job_events, jobs.clone());
+    let controller = Controller::for_stream(job_events.applied_objects(), jobs.clone());
     let for_cache = jobs.clone();
     let wake = futures::stream::unfold(woken, |mut woken| async move {
         woken.recv().await.map(|reference| (reference, woken))
@@ -116,8 +98,8 @@ pub async fn run(
     let instance = format!("{}={}", names::INSTANCE_LABEL, context.config.instance);
     let installation = context.config.instance.clone();
     let controller = controller
-        .owns_stream(batch_events)
-        .watches_stream(pod_events, |pod| {
+        .owns_stream(batch_events.touched_objects())
+        .watches_stream(pod_events.touched_objects(), |pod| {
             let name = pod.annotations().get(JOB_NAME_ANNOTATION)?;
             Some(ObjectRef::new(name).within(&pod.namespace()?))
         })

@@ -276,10 +276,7 @@ impl<'a> Round<'a> {
         let mut cursors: BTreeMap<String, usize> =
             self.queues.keys().map(|t| (t.clone(), 0)).collect();
         while let Some(i) = self.next(&mut cursors) {
-            match pass {
-                Pass::Nominal => self.nominal(i),
-                _ => self.borrowing(i),
-            }
+            self.consider(i, pass == Pass::Borrowing);
         }
     }
 
@@ -388,8 +385,10 @@ impl<'a> Round<'a> {
         by_tenant.or_else(|| if pool { by_pool() } else { None })
     }
 
-    fn nominal(&mut self, i: usize) {
-        if let Some(k) = self.reserved_by(i, false) {
+    /// Admits job `i` if it fits (in the borrowing pass, by borrowing too); else notes why
+    /// not, and whether it reserves its place.
+    fn consider(&mut self, i: usize, borrow: bool) {
+        if let Some(k) = self.reserved_by(i, borrow) {
             self.states[i] = State::Done(Wait::Reserved(self.snapshot.waiting[k].id.clone()));
             return;
         }
@@ -397,32 +396,17 @@ impl<'a> Round<'a> {
         let job = &snapshot.waiting[i];
         match self.books.fit(&job.tenant, job.gpus, &Released::default()) {
             Fit::Nominal => self.admit(i, Fit::Nominal),
+            fit @ Fit::Borrowing { .. } if borrow => self.admit(i, fit),
             Fit::No(Shortfall::Never { ceiling }) => {
                 self.states[i] = State::Done(Wait::Never { ceiling });
             }
-            Fit::No(shortfall) => {
-                self.states[i] = State::Open(Some(shortfall));
-                self.reserve(i, false);
-            }
-            Fit::Borrowing { .. } => {
-                self.states[i] = State::Open(None);
-                self.reserve(i, false);
-            }
-        }
-    }
-
-    fn borrowing(&mut self, i: usize) {
-        if let Some(k) = self.reserved_by(i, true) {
-            self.states[i] = State::Done(Wait::Reserved(self.snapshot.waiting[k].id.clone()));
-            return;
-        }
-        let snapshot = self.snapshot;
-        let job = &snapshot.waiting[i];
-        match self.books.fit(&job.tenant, job.gpus, &Released::default()) {
-            fit @ (Fit::Nominal | Fit::Borrowing { .. }) => self.admit(i, fit),
-            Fit::No(shortfall) => {
-                self.states[i] = State::Open(Some(shortfall));
-                self.reserve(i, true);
+            fit => {
+                let shortfall = match fit {
+                    Fit::No(shortfall) => Some(shortfall),
+                    _ => None,
+                };
+                self.states[i] = State::Open(shortfall);
+                self.reserve(i, borrow);
             }
         }
     }

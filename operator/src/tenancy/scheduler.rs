@@ -60,41 +60,61 @@ struct Own {
     classes: Store<PriorityClass>,
 }
 
+/// A watch of `api` cached in a store, which notifies `changed` of every event; the events go
+/// on to whoever drives the stream (a controller, or admission itself).
+pub fn cached_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changed = Arc::clone(changed);
+    let events = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Err(error) = event {
+                tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
+            }
+            changed.notify_one();
+        });
+    (store, events)
+}
+
 /// Runs the loop (only while this replica leads: it is started with the controller).
 pub async fn run(context: Arc<Context>, watches: Watches) {
     let client = context.client.clone();
-    let (tenants, tenant_writer) = reflector::store();
-    let (namespaces, namespace_writer) = reflector::store();
-    let (classes, class_writer) = reflector::store();
     let config = watcher::Config::default();
+    let changed = &watches.changed;
+    let (tenants, tenant_events) = cached_watch(
+        Api::<DeserializeGuard<Tenant>>::all(client.clone()),
+        config.clone(),
+        changed,
+    );
+    let (namespaces, namespace_events) = cached_watch(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        config.clone(),
+        changed,
+    );
+    let (classes, class_events) = cached_watch(Api::<PriorityClass>::all(client), config, changed);
     let feeds = futures::stream::select_all([
-        watcher(
-            Api::<DeserializeGuard<Tenant>>::all(client.clone()),
-            config.clone(),
-        )
-        .default_backoff()
-        .reflect(tenant_writer)
-        .map(|_| ())
-        .boxed(),
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            config.clone(),
-        )
-        .default_backoff()
-        .reflect(namespace_writer)
-        .map(|_| ())
-        .boxed(),
-        watcher(Api::<PriorityClass>::all(client), config)
-            .default_backoff()
-            .reflect(class_writer)
-            .map(|_| ())
-            .boxed(),
-    ]);
-    let changed = Arc::clone(&watches.changed);
-    let feeds = feeds.for_each(move |()| {
-        changed.notify_one();
-        std::future::ready(())
-    });
+        tenant_events.map(|_| ()).boxed(),
+        namespace_events.map(|_| ()).boxed(),
+        class_events.map(|_| ()).boxed(),
+    ])
+    .for_each(|()| std::future::ready(()));
     let own = Own {
         tenants,
         namespaces,
