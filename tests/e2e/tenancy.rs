@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Operator, TRAINING_WAIT, TestNamespace, done_event, intents_and_models, job, phase,
-    simulated_trainers,
+    simulated_trainers, start_event, wait_for_job,
 };
 use nodes::GpuNodes;
 use sampler::{Sample, Sampler};
@@ -443,7 +443,7 @@ fn a_preempted_job_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupte
     reference
         .apply(&job("victim", "intents", 2, &spec))
         .expect_success();
-    let running = crate::support::wait_for_job(&ns, "victim", "three steps", TRAINING_WAIT, |j| {
+    let running = wait_for_job(&ns, "victim", "three steps", TRAINING_WAIT, |j| {
         j["status"]["progress"]["step"].as_u64().unwrap_or(0) >= 3 || phase(j) == "Failed"
     });
     assert_eq!(running["status"]["tenant"], solo, "{}", running["status"]);
@@ -453,11 +453,9 @@ fn a_preempted_job_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupte
     });
     ns.apply(&job("urgent", "intents", 1, &urgent))
         .expect_success();
-    let preempted =
-        crate::support::wait_for_job(&ns, "victim", "the preemption", TRAINING_WAIT, |j| {
-            condition(j, "Preempted")["status"] == "True"
-                || matches!(phase(j), "Succeeded" | "Failed")
-        });
+    let preempted = wait_for_job(&ns, "victim", "the preemption", TRAINING_WAIT, |j| {
+        condition(j, "Preempted")["status"] == "True" || matches!(phase(j), "Succeeded" | "Failed")
+    });
     let message = condition(&preempted, "Preempted")["message"]
         .as_str()
         .unwrap_or_default()
@@ -472,10 +470,9 @@ fn a_preempted_job_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupte
         .as_u64()
         .unwrap_or(0);
 
-    let urgent_done =
-        crate::support::wait_for_job(&ns, "urgent", "the urgent job", TRAINING_WAIT, |j| {
-            matches!(phase(j), "Succeeded" | "Failed")
-        });
+    let urgent_done = wait_for_job(&ns, "urgent", "the urgent job", TRAINING_WAIT, |j| {
+        matches!(phase(j), "Succeeded" | "Failed")
+    });
     assert_eq!(
         phase(&urgent_done),
         "Succeeded",
@@ -486,14 +483,13 @@ fn a_preempted_job_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupte
         (&ns, "the resumed victim"),
         (&reference, "the uninterrupted run"),
     ] {
-        let done = crate::support::wait_for_job(space, "victim", what, TRAINING_WAIT, |j| {
+        let done = wait_for_job(space, "victim", what, TRAINING_WAIT, |j| {
             matches!(phase(j), "Succeeded" | "Failed")
         });
         assert_eq!(phase(&done), "Succeeded", "{what}: {}", done["status"]);
         assert_eq!(done["status"]["attempts"], 1, "{what}: {}", done["status"]);
     }
-    let resumed =
-        crate::support::wait_for_job(&ns, "victim", "the record", TRAINING_WAIT, |_| true);
+    let resumed = wait_for_job(&ns, "victim", "the record", TRAINING_WAIT, |_| true);
     assert_eq!(
         condition(&resumed, "Preempted")["status"],
         "False",
@@ -505,21 +501,13 @@ fn a_preempted_job_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupte
     let pods = ns
         .get_json(&["pods", "-l", "attune.dev/job=victim"])
         .expect("pods");
-    let dir = pods["items"]
+    let finished = pods["items"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|p| p["status"]["phase"] == "Succeeded")
-        .and_then(|p| p["metadata"]["annotations"]["attune.dev/local-runner-dir"].as_str())
-        .expect("the finished pod's folder")
-        .to_owned();
-    let log =
-        std::fs::read_to_string(std::path::Path::new(&dir).join("trainer.log")).expect("its log");
-    let start: Value = log
-        .lines()
-        .find(|l| l.contains("\"event\":\"start\""))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no start event in:\n{log}"));
+        .expect("the pod that finished");
+    let start = start_event(finished);
     assert!(start["resumedFrom"].is_string(), "{start}");
     let from = start["startStep"].as_u64().expect("startStep");
     assert!(

@@ -4,11 +4,11 @@
 
 use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{
     Operator, TRAINING_WAIT, TestNamespace, assert_published, claim_dir, intents_and_models, job,
-    phase, repo_root, wait_for_job, wait_succeeded, workspace_binary,
+    phase, repo_root, start_event, wait_for_job, wait_succeeded, workspace_binary,
 };
 
 #[test]
@@ -144,17 +144,7 @@ fn a_killed_trainer_is_retried_and_resumes_from_its_checkpoint() {
     let pods = ns
         .get_json(&["pods", "-l", "attune.dev/job=resume,attune.dev/attempt=2"])
         .expect("attempt 2's pod");
-    let dir = pods["items"][0]["metadata"]["annotations"]["attune.dev/local-runner-dir"]
-        .as_str()
-        .expect("the runner's folder")
-        .to_owned();
-    let log = std::fs::read_to_string(std::path::Path::new(&dir).join("trainer.log"))
-        .expect("attempt 2's log");
-    let start: Value = log
-        .lines()
-        .find(|l| l.contains("\"event\":\"start\""))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no start event in:\n{log}"));
+    let start = start_event(&pods["items"][0]);
     assert!(start["resumedFrom"].is_string(), "{start}");
     let resumed = start["startStep"].as_u64().expect("startStep");
     assert!(

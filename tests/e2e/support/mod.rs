@@ -26,5 +26,5 @@ pub use simulate::{done_event, end_pod, running_trainer_pods, simulated_trainers
 pub use tiny_model::tiny_bert_files;
 pub use training::{
     TRAINING_WAIT, assert_published, claim, claim_dir, data_config_map, intents,
-    intents_and_models, intents_texts, job, phase, wait_for_job, wait_succeeded,
+    intents_and_models, intents_texts, job, phase, start_event, wait_for_job, wait_succeeded,
 };

@@ -252,3 +252,17 @@ pub fn assert_published(ns: &TestNamespace, done: &Value, commit: &str, labels: 
     assert_eq!(status["exportedModel"]["files"], spec["files"]);
     model
 }
+
+/// The `start` event of the trainer that ran in `pod` on the local runner (read from its
+/// `trainer.log`): `resumedFrom` and `startStep` say whether and where it resumed.
+pub fn start_event(pod: &Value) -> Value {
+    let dir = pod["metadata"]["annotations"]["attune.dev/local-runner-dir"]
+        .as_str()
+        .unwrap_or_else(|| panic!("pod {} ran on no local runner", pod["metadata"]["name"]));
+    let path = PathBuf::from(dir).join("trainer.log");
+    let log = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    log.lines()
+        .find(|l| l.contains("\"event\":\"start\""))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no start event in {}:\n{log}", path.display()))
+}
