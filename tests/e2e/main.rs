@@ -11,6 +11,7 @@
 //! Without `ATTUNE_KUBECONFIG` every test passes as skipped, except under `CI=true`, where
 //! they fail. Each test works in a namespace of its own; the CRDs are installed once per run.
 
+mod chart;
 mod crds;
 mod finetunejob;
 mod hub;

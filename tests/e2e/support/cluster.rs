@@ -72,37 +72,15 @@ impl Cluster {
 
     /// Runs kubectl with `args`, feeding `input` (a manifest for `-f -`) on stdin.
     pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Run {
-        let command = format!("kubectl {}", args.join(" "));
-        let mut child = Command::new(&self.kubectl)
+        let mut kubectl = Command::new(&self.kubectl);
+        kubectl
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
             .arg(&self.cache_dir)
             .arg("--request-timeout=30s")
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.kubectl.display()));
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin
-                .write_all(input.as_bytes())
-                .unwrap_or_else(|e| panic!("`{command}`: writing stdin: {e}"));
-        }
-        let output = child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("`{command}`: {e}"));
-        Run {
-            command,
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+            .args(args);
+        run(kubectl, format!("kubectl {}", args.join(" ")), input)
     }
 
     /// `kubectl get <target> -o json`, parsed; `None` while the object does not exist.
@@ -166,6 +144,35 @@ impl Run {
         } else {
             Err(format!("`{}` failed:\n{}", self.command, self.stderr))
         }
+    }
+}
+
+/// Runs `command` (described as `label` in failures), feeding `input` on stdin, and collects
+/// its outcome.
+pub fn run(mut command: Command, label: String, input: Option<&str>) -> Run {
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{label}`: {e}"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("`{label}`: writing stdin: {e}"));
+    }
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("`{label}`: {e}"));
+    Run {
+        command: label,
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 

@@ -3,6 +3,7 @@
 mod binaries;
 mod cluster;
 mod crds;
+mod helm;
 mod http;
 mod hub_repo;
 mod kueue;
@@ -14,14 +15,15 @@ mod tiny_model;
 mod training;
 
 pub use binaries::workspace_binary;
-pub use cluster::cluster_with_crds;
+pub use cluster::{Run, cluster_with_crds};
 pub use crds::crds;
+pub use helm::{chart_dir, helm};
 pub use http::request;
 pub use hub_repo::HubRepo;
 pub use kueue::{KueueQueue, QUEUE_NAME_LABEL, condition};
 pub use manifests::{example, pod, read_yaml_documents, repo_root, restricted, yaml_files};
 pub use namespace::{RESTRICTED, TestNamespace};
-pub use operator::Operator;
+pub use operator::{Operator, free_port};
 pub use simulate::{done_event, end_pod, running_trainer_pods, simulated_trainers};
 pub use tiny_model::tiny_bert_files;
 pub use training::{

@@ -29,7 +29,7 @@ pub struct Operator {
 }
 
 /// A free port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
