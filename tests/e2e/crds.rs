@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::support::{
     TestNamespace, cluster_with_crds, crds, read_yaml_documents, repo_root, yaml_files,
+    yaml_files_recursive,
 };
 
 fn condition_status<'a>(object: &'a Value, condition: &str) -> Option<&'a str> {
@@ -53,7 +54,7 @@ fn every_example_applies() {
     let Some(ns) = TestNamespace::create("examples") else {
         return;
     };
-    let files = yaml_files(&repo_root().join("examples"));
+    let files = yaml_files_recursive(&repo_root().join("examples"));
     assert!(!files.is_empty(), "no examples/*.yaml");
     let failures: Vec<String> = files
         .iter()

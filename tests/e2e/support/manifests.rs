@@ -10,21 +10,33 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The `*.yaml` files in `dir` and its subfolders (e.g. `examples/demo/`), sorted.
+/// The `*.yaml` files directly in `dir` (the CRDs of `crds/`, not its test manifests), sorted.
 pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .path();
-        if path.is_dir() {
-            files.extend(yaml_files(&path));
-        } else if path.extension().is_some_and(|ext| ext == "yaml") {
-            files.push(path);
-        }
+    let mut files: Vec<PathBuf> = entries(dir)
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The `*.yaml` files in `dir` and its subfolders (`examples/demo/`), sorted.
+pub fn yaml_files_recursive(dir: &Path) -> Vec<PathBuf> {
+    let mut files = yaml_files(dir);
+    for sub in entries(dir).filter(|path| path.is_dir()) {
+        files.extend(yaml_files_recursive(&sub));
     }
     files.sort();
     files
+}
+
+fn entries(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(move |entry| {
+            entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
 }
 
 /// Every non-empty YAML document of a file, as JSON.

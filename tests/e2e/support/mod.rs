@@ -21,7 +21,9 @@ pub use helm::{chart_dir, helm};
 pub use http::request;
 pub use hub_repo::HubRepo;
 pub use kueue::{KueueQueue, QUEUE_NAME_LABEL, condition};
-pub use manifests::{example, pod, read_yaml_documents, repo_root, restricted, yaml_files};
+pub use manifests::{
+    example, pod, read_yaml_documents, repo_root, restricted, yaml_files, yaml_files_recursive,
+};
 pub use namespace::{RESTRICTED, TestNamespace};
 pub use operator::{Operator, free_port};
 pub use simulate::{done_event, end_pod, running_trainer_pods, simulated_trainers};
