@@ -1,0 +1,125 @@
+//! The operator's footprint at scale (issue 10 §10), measured, not asserted: on a harness cluster
+//! with many simulated GPU nodes, the real `attune-operator` runs as a process while this program
+//! creates N FineTuneJobs on a model already in the cache, lets kwok run their trainer pods, ends
+//! them as a trainer would, and prints a table:
+//!
+//! * apply → Job created, p50/p99: from the moment each create call returned to the moment a
+//!   watch on batch Jobs saw that job's Job (local clocks; `creationTimestamp` has 1 s steps);
+//! * time until every trainer pod runs and every job says so (`Running`/`Training`), and until
+//!   every job is `Succeeded` once its pod ended with a `done` report;
+//! * the operator's peak RSS (`VmHWM`) and CPU time, from `/proc`;
+//! * API writes: every write the API server served (`apiserver_request_total`, by resource and
+//!   verb) next to the operator's own (its audit-log entries), per job and per job transition (a
+//!   change of phase or reason that a watch on the jobs saw).
+//!
+//! `tests/bench/footprint` brings up the cluster (with `ATTUNE_AUDIT_WRITES=1`), builds and runs
+//! this, and tears the cluster down; see its header for the options.
+
+mod cluster;
+mod observe;
+mod operator;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::cluster::Cluster;
+use crate::observe::Observer;
+use crate::operator::OperatorProcess;
+use crate::report::{Phase, Report};
+use crate::workload::Workload;
+
+/// Measures attune-operator with N FineTuneJobs on the harness cluster of `KUBECONFIG`.
+#[derive(Debug, Parser)]
+struct Args {
+    /// FineTuneJobs to create.
+    #[arg(long, default_value_t = 1000)]
+    jobs: usize,
+    /// Creates in flight at once (a burst of `kubectl apply`s).
+    #[arg(long, default_value_t = 16)]
+    parallel: usize,
+    /// The operator binary.
+    #[arg(long)]
+    operator: PathBuf,
+    /// Folder for the operator's config and log.
+    #[arg(long)]
+    out: PathBuf,
+    /// Fail when nothing progresses for this long (seconds).
+    #[arg(long, default_value_t = 120)]
+    stall_seconds: u64,
+    /// Stop once every job runs: do not end the pods and wait for Succeeded.
+    #[arg(long)]
+    no_finish: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // kube's TLS stack: the workspace enables two crypto providers, so name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cluster = Cluster::from_env().await?;
+    let workload = Workload::new(&cluster, "footprint");
+    workload
+        .prepare()
+        .await
+        .context("preparing the namespace")?;
+    let operator = OperatorProcess::start(&cluster, &workload, &args.operator, &args.out)
+        .await
+        .context("starting the operator")?;
+    let observer = Observer::start(&cluster, &workload.namespace);
+    let stall = Duration::from_secs(args.stall_seconds);
+    let mut report = Report {
+        jobs: args.jobs,
+        parallel: args.parallel,
+        gpu_nodes: cluster.gpu_nodes().await?,
+        ..Report::default()
+    };
+
+    let before = cluster.writes().await?;
+    let started = Instant::now();
+    let created = workload.create_jobs(args.jobs, args.parallel).await?;
+    report.creating = started.elapsed();
+    observer
+        .wait(
+            "every trainer pod Running and every job Training",
+            stall,
+            |s| s.running(args.jobs),
+        )
+        .await?;
+    let running = cluster.writes().await?;
+    report.phases.push(Phase {
+        name: "create → Running",
+        took: started.elapsed(),
+        writes: running.since(&before)?,
+        transitions: observer.transitions(),
+    });
+    report.latencies = observer.job_latencies(&created);
+    report.jobs_created = observer.last_job_after(started);
+    report.pods_running = observer.all_pods_running_after(started);
+
+    if !args.no_finish {
+        let finishing = Instant::now();
+        let transitions = observer.transitions();
+        workload
+            .end_trainer_pods(&observer.trainer_pods(), args.parallel)
+            .await?;
+        observer
+            .wait("every job Succeeded", stall, |s| s.succeeded(args.jobs))
+            .await?;
+        let done = cluster.writes().await?;
+        report.phases.push(Phase {
+            name: "pods ended → Succeeded",
+            took: finishing.elapsed(),
+            writes: done.since(&running)?,
+            transitions: observer.transitions() - transitions,
+        });
+    }
+    report.operator = operator.usage()?;
+    drop(operator);
+    report.print();
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! Three watches on the benchmark's namespace, each event stamped with the local clock when it
+//! arrives: batch Jobs (when each job's Job first appeared), trainer pods (when each first ran)
+//! and FineTuneJobs (every change of phase or reason, i.e. each transition).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use attune_crds::FineTuneJob;
+use attune_operator::names::JOB_LABEL;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use kube::runtime::watcher::Event;
+use kube::{Api, ResourceExt};
+
+use crate::cluster::Cluster;
+
+/// One FineTuneJob as its watch saw it.
+#[derive(Debug, Default)]
+struct Track {
+    /// The latest (phase, reason).
+    state: Option<(String, String)>,
+    transitions: u64,
+    training: Option<Instant>,
+    succeeded: Option<Instant>,
+}
+
+/// Everything the watches saw, by FineTuneJob name.
+#[derive(Debug)]
+pub struct Seen {
+    jobs: HashMap<String, Instant>,
+    pods: HashMap<String, (String, Option<Instant>)>,
+    tracks: HashMap<String, Track>,
+    changed: Instant,
+}
+
+impl Seen {
+    /// Whether `n` trainer pods run and `n` jobs reached `Training`.
+    pub fn running(&self, n: usize) -> bool {
+        self.pods.values().filter(|(_, run)| run.is_some()).count() >= n
+            && self
+                .tracks
+                .values()
+                .filter(|t| t.training.is_some())
+                .count()
+                >= n
+    }
+
+    /// Whether `n` jobs are `Succeeded`.
+    pub fn succeeded(&self, n: usize) -> bool {
+        self.tracks
+            .values()
+            .filter(|t| t.succeeded.is_some())
+            .count()
+            >= n
+    }
+
+    fn summary(&self) -> String {
+        let mut phases: HashMap<&(String, String), usize> = HashMap::new();
+        for state in self.tracks.values().filter_map(|t| t.state.as_ref()) {
+            *phases.entry(state).or_default() += 1;
+        }
+        let running = self.pods.values().filter(|(_, run)| run.is_some()).count();
+        format!(
+            "{} Jobs, {} pods ({running} Running), jobs by (phase, reason): {phases:?}",
+            self.jobs.len(),
+            self.pods.len()
+        )
+    }
+}
+
+/// The watches.
+pub struct Observer {
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// The FineTuneJob a child belongs to: its `attune.dev/job` label (the job's name, as the
+/// benchmark's names are short).
+fn owner(object: &impl ResourceExt) -> Option<String> {
+    object.labels().get(JOB_LABEL).cloned()
+}
+
+impl Observer {
+    /// Starts watching `namespace`.
+    pub fn start(cluster: &Cluster, namespace: &str) -> Self {
+        let seen = Arc::new(Mutex::new(Seen {
+            jobs: HashMap::new(),
+            pods: HashMap::new(),
+            tracks: HashMap::new(),
+            changed: Instant::now(),
+        }));
+        let children = watcher::Config::default().labels(JOB_LABEL);
+        let client = cluster.client.clone();
+        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+        spawn_watch(watcher(jobs, children.clone()), &seen, |seen, job, now| {
+            if let Some(name) = owner(&job) {
+                seen.jobs.entry(name).or_insert(now);
+            }
+        });
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        spawn_watch(watcher(pods, children), &seen, |seen, pod, now| {
+            let Some(name) = owner(&pod) else { return };
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let entry = seen.pods.entry(name).or_insert((pod.name_any(), None));
+            entry.0 = pod.name_any();
+            if running && entry.1.is_none() {
+                entry.1 = Some(now);
+            }
+        });
+        let fine_tune_jobs: Api<FineTuneJob> = Api::namespaced(client, namespace);
+        let all = watcher::Config::default();
+        spawn_watch(watcher(fine_tune_jobs, all), &seen, |seen, job, now| {
+            let Some(status) = &job.status else { return };
+            let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+            let reason = status.reason.clone().unwrap_or_default();
+            let track = seen.tracks.entry(job.name_any()).or_default();
+            let state = Some((phase, reason));
+            if track.state != state {
+                track.transitions += 1;
+                track.state = state;
+            }
+            if let Some((phase, reason)) = &track.state {
+                if reason == "Training" {
+                    track.training.get_or_insert(now);
+                }
+                if phase == "Succeeded" {
+                    track.succeeded.get_or_insert(now);
+                }
+            }
+        });
+        Self { seen }
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `done` holds; fails when nothing changed for `stall`.
+    pub async fn wait(
+        &self,
+        what: &str,
+        stall: Duration,
+        done: impl Fn(&Seen) -> bool,
+    ) -> anyhow::Result<()> {
+        loop {
+            {
+                let seen = self.seen();
+                if done(&seen) {
+                    return Ok(());
+                }
+                if seen.changed.elapsed() > stall {
+                    bail!(
+                        "waited for {what}; nothing changed for {stall:?}: {}",
+                        seen.summary()
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Transitions seen so far, over all jobs.
+    pub fn transitions(&self) -> u64 {
+        self.seen().tracks.values().map(|t| t.transitions).sum()
+    }
+
+    /// For each job in `created` (name → when its create returned), how long until its Job
+    /// appeared.
+    pub fn job_latencies(&self, created: &HashMap<String, Instant>) -> Vec<Duration> {
+        let seen = self.seen();
+        created
+            .iter()
+            .filter_map(|(name, at)| Some(seen.jobs.get(name)?.saturating_duration_since(*at)))
+            .collect()
+    }
+
+    /// When the last Job appeared, from `start`.
+    pub fn last_job_after(&self, start: Instant) -> Duration {
+        since(start, self.seen().jobs.values().max().copied())
+    }
+
+    /// When the last trainer pod started running, from `start`.
+    pub fn all_pods_running_after(&self, start: Instant) -> Duration {
+        since(
+            start,
+            self.seen().pods.values().filter_map(|(_, run)| *run).max(),
+        )
+    }
+
+    /// The trainer pods, as (job, pod) names.
+    pub fn trainer_pods(&self) -> Vec<(String, String)> {
+        let seen = self.seen();
+        seen.pods
+            .iter()
+            .map(|(job, (pod, _))| (job.clone(), pod.clone()))
+            .collect()
+    }
+}
+
+fn since(start: Instant, last: Option<Instant>) -> Duration {
+    last.map_or(Duration::ZERO, |last| last.saturating_duration_since(start))
+}
+
+/// Feeds each object the watch applies to `record`, with the time it arrived.
+fn spawn_watch<K: Send + 'static>(
+    stream: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+    seen: &Arc<Mutex<Seen>>,
+    record: impl Fn(&mut Seen, K, Instant) + Send + 'static,
+) {
+    let seen = Arc::clone(seen);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream.default_backoff());
+        while let Some(event) = stream.next().await {
+            let now = Instant::now();
+            match event {
+                Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                    let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                    record(&mut seen, object, now);
+                    seen.changed = now;
+                }
+                Ok(_) => {}
+                Err(error) => eprintln!("footprint: watch error (retried with backoff): {error}"),
+            }
+        }
+    });
+}

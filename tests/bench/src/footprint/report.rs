@@ -1,0 +1,178 @@
+//! The benchmark's table: latencies, times, the operator's memory and CPU, and API writes per
+//! job and per transition against the targets of issue 10 §10.
+
+use std::time::Duration;
+
+use crate::cluster::WriteDelta;
+use crate::operator::Usage;
+
+/// One stretch of the run.
+#[derive(Debug)]
+pub struct Phase {
+    /// What happened, e.g. `create → Running`.
+    pub name: &'static str,
+    /// From its first request to its last observed state.
+    pub took: Duration,
+    /// The writes meanwhile.
+    pub writes: WriteDelta,
+    /// Job transitions meanwhile (changes of phase or reason).
+    pub transitions: u64,
+}
+
+/// Everything measured.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// FineTuneJobs created.
+    pub jobs: usize,
+    /// Creates in flight at once.
+    pub parallel: usize,
+    /// Simulated GPU nodes and their GPUs.
+    pub gpu_nodes: (usize, u64),
+    /// Time to issue every create.
+    pub creating: Duration,
+    /// Apply → Job created, per job.
+    pub latencies: Vec<Duration>,
+    /// From the first create until the last Job appeared.
+    pub jobs_created: Duration,
+    /// From the first create until the last trainer pod ran.
+    pub pods_running: Duration,
+    /// The stretches, in order.
+    pub phases: Vec<Phase>,
+    /// The operator's use of the machine.
+    pub operator: Usage,
+}
+
+/// The nearest-rank `q` quantile of sorted `values`.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Milliseconds, or seconds from 10 s on.
+fn ms(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+    } else {
+        secs(d)
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+impl Report {
+    fn row(measure: &str, value: &str, target: &str) {
+        println!("| {measure:<52} | {value:>12} | {target:<9} |");
+    }
+
+    /// Prints the tables on stdout.
+    pub fn print(&self) {
+        let mut latencies = self.latencies.clone();
+        latencies.sort();
+        let jobs = self.jobs.max(1) as f64;
+        println!(
+            "\nattune-operator footprint: {} FineTuneJobs ({} creates in flight) on {} simulated \
+             GPU nodes ({} GPUs)\n",
+            self.jobs, self.parallel, self.gpu_nodes.0, self.gpu_nodes.1
+        );
+        println!("| {:<52} | {:>12} | {:<9} |", "measure", "value", "target");
+        println!("|{}|{}|{}|", "-".repeat(54), "-".repeat(14), "-".repeat(11));
+        Self::row("creates issued in", &secs(self.creating), "");
+        for (name, q, target) in [
+            ("apply → Job created, p50", 0.5, ""),
+            ("apply → Job created, p99", 0.99, "< 200 ms"),
+            ("apply → Job created, max", 1.0, ""),
+        ] {
+            Self::row(name, &ms(quantile(&latencies, q)), target);
+        }
+        Self::row(
+            "first create → the last Job created",
+            &secs(self.jobs_created),
+            "",
+        );
+        Self::row(
+            "first create → every trainer pod Running",
+            &secs(self.pods_running),
+            "",
+        );
+        for phase in &self.phases {
+            Self::row(&format!("{}, every job", phase.name), &secs(phase.took), "");
+        }
+        let usage = &self.operator;
+        Self::row(
+            "operator peak RSS (VmHWM)",
+            &format!("{:.1} MiB", usage.peak_rss_kib as f64 / 1024.0),
+            "< 64 MiB",
+        );
+        Self::row("operator CPU time (user + system)", &secs(usage.cpu), "");
+        Self::row(
+            "FineTuneJob reconciles per job (failed in all)",
+            &format!(
+                "{:.1} ({})",
+                usage.reconciles as f64 / jobs,
+                usage.reconcile_errors
+            ),
+            "",
+        );
+        let mut total = WriteDelta::default();
+        for phase in &self.phases {
+            let writes = phase.writes.operator() as f64;
+            let per_transition = writes / (phase.transitions.max(1) as f64);
+            Self::row(
+                &format!("operator writes per job, {}", phase.name),
+                &format!("{:.2}", writes / jobs),
+                "",
+            );
+            Self::row(
+                &format!(
+                    "  per job transition ({:.2} transitions per job)",
+                    phase.transitions as f64 / jobs
+                ),
+                &format!("{per_transition:.2}"),
+                "≤ 3",
+            );
+            total.add(&phase.writes);
+        }
+        println!(
+            "\nAPI writes by resource over the whole run (apiserver_request_total; the operator's \
+             from the audit log):\n"
+        );
+        println!(
+            "| {:<36} | {:<6} | {:>11} | {:>8} | {:>12} |",
+            "resource", "verb", "all clients", "operator", "operator/job"
+        );
+        println!(
+            "|{}|{}|{}|{}|{}|",
+            "-".repeat(38),
+            "-".repeat(8),
+            "-".repeat(13),
+            "-".repeat(10),
+            "-".repeat(14)
+        );
+        for ((resource, verb), (all, operator)) in &total.rows {
+            println!(
+                "| {resource:<36} | {verb:<6} | {all:>11} | {operator:>8} | {:>12.2} |",
+                *operator as f64 / jobs
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&values, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&values, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&values, 1.0), Duration::from_millis(100));
+        assert_eq!(quantile(&values[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+}

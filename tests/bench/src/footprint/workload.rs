@@ -1,0 +1,220 @@
+//! What the benchmark puts on the cluster: a namespace of its own (Pod Security "restricted",
+//! as production namespaces), the data and claims the jobs reference, the base model already
+//! `Ready` in the cache (so no fetch runs), the FineTuneJobs, and the `done` reports that end
+//! their simulated trainer pods.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use attune_crds::{CachedModel, FineTuneJob};
+use attune_operator::names;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Pod, ServiceAccount,
+};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+
+/// The base model of every job (the cache entry says it holds this commit).
+const MODEL: &str = "hf://sentence-transformers/all-MiniLM-L6-v2";
+const COMMIT: &str = "35bcf39a18c158b204f1a5f62e8572d5f6a93a81";
+
+/// The benchmark's namespace and installation.
+pub struct Workload {
+    client: Client,
+    /// The jobs' namespace, also the operator's `instance`.
+    pub namespace: String,
+    /// The operator's own namespace (its Lease and token key).
+    pub operator_namespace: String,
+}
+
+fn from_json<K: DeserializeOwned>(value: Value) -> anyhow::Result<K> {
+    Ok(serde_json::from_value(value)?)
+}
+
+impl Workload {
+    /// A workload in a new namespace `<prefix>-<unique>`.
+    pub fn new(cluster: &Cluster, prefix: &str) -> Self {
+        let unique = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() % 100_000);
+        let namespace = format!("{prefix}-{unique}");
+        Self {
+            client: cluster.client.clone(),
+            operator_namespace: format!("{namespace}-system"),
+            namespace,
+        }
+    }
+
+    /// The name of the cache entry the operator looks up for the jobs' model.
+    pub fn cached_model_name(&self) -> String {
+        names::cached_model(&self.namespace, MODEL, "main", None)
+    }
+
+    /// Creates the namespaces, the dataset ConfigMap, the output and model-cache claims, and the
+    /// model's cache entry, `Ready`.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        let post = PostParams::default();
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        for (name, labels) in [
+            (
+                &self.namespace,
+                json!({ "pod-security.kubernetes.io/enforce": "restricted" }),
+            ),
+            (&self.operator_namespace, json!({})),
+        ] {
+            let namespace = json!({ "metadata": { "name": name, "labels": labels } });
+            namespaces.create(&post, &from_json(namespace)?).await?;
+        }
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while accounts.get_opt("default").await?.is_none() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no default ServiceAccount after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let rows = "{\"text\": \"wake me at 7\", \"label\": \"set_alarm\"}\n";
+        let data = json!({ "metadata": { "name": "intents" }, "data": { "train.jsonl": rows } });
+        maps.create(&post, &from_json(data)?).await?;
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        for (claim, mode) in [
+            ("models", "ReadWriteOnce"),
+            ("model-cache", "ReadWriteMany"),
+        ] {
+            let claim = json!({
+                "metadata": { "name": claim },
+                "spec": { "accessModes": [mode], "resources": { "requests": { "storage": "1Gi" } } },
+            });
+            claims.create(&post, &from_json(claim)?).await?;
+        }
+        self.cache_ready().await
+    }
+
+    /// The model's cache entry, as the CachedModel controller leaves it after a fetch.
+    async fn cache_ready(&self) -> anyhow::Result<()> {
+        let name = self.cached_model_name();
+        let caches: Api<CachedModel> = Api::all(self.client.clone());
+        let entry = json!({
+            "apiVersion": "attune.dev/v1alpha1", "kind": "CachedModel",
+            "metadata": { "name": name, "labels": {
+                names::INSTANCE_LABEL: self.namespace, names::MANAGED_BY_LABEL: names::MANAGER,
+            } },
+            "spec": { "source": MODEL, "revision": "main" },
+        });
+        let apply = PatchParams::apply("footprint-bench");
+        caches.patch(&name, &apply, &Patch::Apply(&entry)).await?;
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = json!({
+            "apiVersion": "attune.dev/v1alpha1", "kind": "CachedModel",
+            "status": {
+                "phase": "Ready", "resolvedRevision": COMMIT, "sizeBytes": 90_000_000,
+                "path": format!("models--sentence-transformers--all-MiniLM-L6-v2/snapshots/{COMMIT}"),
+                "conditions": [{ "type": "Ready", "status": "True", "reason": "Fetched",
+                                 "message": "seeded by the footprint benchmark",
+                                 "lastTransitionTime": now }],
+            },
+        });
+        caches
+            .patch_status(&name, &apply, &Patch::Apply(&status))
+            .await
+            .context("making the cache entry Ready")?;
+        Ok(())
+    }
+
+    /// Creates jobs `job-0..n` with `parallel` creates in flight; returns when each create
+    /// returned.
+    pub async fn create_jobs(
+        &self,
+        n: usize,
+        parallel: usize,
+    ) -> anyhow::Result<HashMap<String, Instant>> {
+        let api: Api<FineTuneJob> = Api::namespaced(self.client.clone(), &self.namespace);
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let name = format!("job-{i}");
+                    let job = from_json::<FineTuneJob>(job(&name))?;
+                    api.create(&PostParams::default(), &job)
+                        .await
+                        .with_context(|| format!("creating FineTuneJob {name}"))?;
+                    anyhow::Ok((name, Instant::now()))
+                }
+            })
+            .buffer_unordered(parallel.max(1))
+            .try_collect()
+            .await
+    }
+
+    /// Ends each pod as a trainer that finished would: exit 0 with a `done` report as its
+    /// termination message (kwok's stages in tests/cluster/kwok.yaml act on the annotations).
+    /// `pods` are (job, pod) names.
+    pub async fn end_trainer_pods(
+        &self,
+        pods: &[(String, String)],
+        parallel: usize,
+    ) -> anyhow::Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        futures::stream::iter(pods)
+            .map(|(job, pod)| {
+                let api = api.clone();
+                async move {
+                    let patch = json!({ "metadata": { "annotations": {
+                        "attune.dev/test-exit-code": "0",
+                        "attune.dev/test-message": done_report(job),
+                        "attune.dev/test-outcome": "succeeded",
+                    } } });
+                    api.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .with_context(|| format!("ending pod {pod}"))?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(parallel.max(1))
+            .try_collect()
+            .await
+    }
+}
+
+/// A FineTuneJob as a user would write it: the model, the task, data from a ConfigMap, one
+/// GPU, the export to claim `models`.
+fn job(name: &str) -> Value {
+    json!({
+        "apiVersion": "attune.dev/v1alpha1", "kind": "FineTuneJob",
+        "metadata": { "name": name },
+        "spec": {
+            "model": { "source": MODEL },
+            "task": { "textClassification": {} },
+            "dataset": { "source": { "configMap": { "name": "intents", "key": "train.jsonl" } } },
+            "resources": { "gpus": 1 },
+            "output": { "destination": { "pvc": { "claimName": "models", "path": name } } },
+        },
+    })
+}
+
+/// The `done` event the trainer writes as its termination message when it exported `job`'s
+/// model (trainer/README.md).
+fn done_report(job: &str) -> String {
+    json!({
+        "event": "done", "step": 10, "preempted": false,
+        "metrics": { "loss": 0.2, "accuracy": 0.9, "macroF1": 0.88, "samples": 12 },
+        "exportDir": format!("/output/{job}/model"),
+        "model": {
+            "files": [{ "path": "model.safetensors", "sha256": "a".repeat(64), "sizeBytes": 1024 }],
+            "datasetDigest": "b".repeat(64),
+            "baseModel": "sentence-transformers/all-MiniLM-L6-v2", "revision": "main",
+            "resolvedRevision": COMMIT,
+            "labels": ["book_flight", "check_weather", "play_music", "set_alarm"],
+        },
+    })
+    .to_string()
+}
