@@ -433,3 +433,206 @@ impl Ledger {
 fn state_priority(job: &FineTuneJob, priorities: &Priorities) -> i32 {
     priorities.of(job.spec.resources.priority_class_name.as_deref())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use attune_crds::{FineTuneJob, Tenant};
+    use jiff::Timestamp;
+    use serde_json::json;
+
+    use super::{Decided, Inputs, Ledger};
+    use crate::tenancy::config::{TenancyConfig, UnownedNamespaces};
+    use crate::tenancy::ownership::Ownership;
+    use crate::tenancy::quota::Quota;
+    use crate::tenancy::usage::{Hold, Priorities};
+    use crate::tenancy::verdict::Admission;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn job(name: &str, namespace: &str, phase: &str, created: i64) -> FineTuneJob {
+        serde_json::from_value(json!({
+            "apiVersion": "attune.dev/v1alpha1", "kind": "FineTuneJob",
+            "metadata": { "name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+                "creationTimestamp": Timestamp::from_second(NOW + created).expect("t").to_string() },
+            "spec": {
+                "model": { "source": "hf://org/model" },
+                "task": { "textClassification": {} },
+                "dataset": { "source": { "configMap": { "name": "data", "key": "train.jsonl" } } },
+                "output": { "destination": { "pvc": { "claimName": "models", "path": name } } },
+                "resources": { "gpus": 1 },
+            },
+            "status": { "phase": phase },
+        }))
+        .expect("a FineTuneJob")
+    }
+
+    fn tenant() -> Tenant {
+        serde_json::from_value(json!({
+            "apiVersion": "attune.dev/v1alpha1", "kind": "Tenant",
+            "metadata": { "name": "a" },
+            "spec": { "namespaces": ["team-a"], "quota": { "nominal": 1 } },
+        }))
+        .expect("a Tenant")
+    }
+
+    fn hold(name: &str, active: bool) -> (String, Hold) {
+        (
+            format!("uid-{name}"),
+            Hold {
+                namespace: "team-a".into(),
+                name: name.into(),
+                gpus: 1,
+                active,
+                since: Timestamp::from_second(NOW - 600).expect("t"),
+            },
+        )
+    }
+
+    /// One round at NOW + `at` over `jobs` and what their children hold.
+    fn round_with(
+        ledger: &Ledger,
+        jobs: &[&FineTuneJob],
+        holds: &[(String, Hold)],
+        at: i64,
+        priorities: &Priorities,
+    ) -> Decided {
+        let tenants = [tenant()];
+        let ownership = Ownership::new(&tenants, [("team-a".to_owned(), Default::default())]);
+        ledger.round(Inputs {
+            now: Timestamp::from_second(NOW + at).expect("t"),
+            jobs: jobs.to_vec(),
+            holds: holds.iter().cloned().collect::<HashMap<_, _>>(),
+            priorities,
+            ownership,
+            quotas: vec![Quota {
+                name: "a".into(),
+                nominal: 1,
+                borrowing_limit: None,
+                cohort: None,
+                weight: 1,
+                max_running_jobs: None,
+            }],
+        })
+    }
+
+    fn round(ledger: &Ledger, jobs: &[&FineTuneJob], holds: &[(String, Hold)], at: i64) {
+        round_with(ledger, jobs, holds, at, &Priorities::default());
+    }
+
+    fn config() -> TenancyConfig {
+        let mut config = TenancyConfig::default();
+        config.preemption.minimum_runtime_seconds = 60;
+        config
+    }
+
+    #[test]
+    fn an_admission_holds_the_quota_until_the_job_runs_and_its_pod_is_gone() {
+        let ledger = Ledger::new(config());
+        let first = job("first", "team-a", "Queued", -20);
+        let second = job("second", "team-a", "Queued", -10);
+        round(&ledger, &[&first, &second], &[], 0);
+        assert!(matches!(
+            ledger.admission(&first),
+            Admission::Granted { .. }
+        ));
+        assert!(
+            matches!(ledger.admission(&second), Admission::Queued { position: Some(1), ref reason, .. } if reason == "QuotaExhausted")
+        );
+        // The reconcile moved the first on; its Job is not seen yet: the reservation holds.
+        let started = job("first", "team-a", "Running", -20);
+        round(&ledger, &[&started, &second], &[], 1);
+        assert!(matches!(
+            ledger.admission(&second),
+            Admission::Queued { .. }
+        ));
+        // Its Job runs; then its pod terminates, still holding the GPU.
+        round(&ledger, &[&started, &second], &[hold("first", true)], 2);
+        round(&ledger, &[&started, &second], &[hold("first", false)], 3);
+        assert!(matches!(
+            ledger.admission(&second),
+            Admission::Queued { .. }
+        ));
+        // The pod is gone: the second goes.
+        let done = job("first", "team-a", "Succeeded", -20);
+        round(&ledger, &[&done, &second], &[], 4);
+        assert!(matches!(
+            ledger.admission(&second),
+            Admission::Granted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_restarted_operator_counts_what_runs_in_the_cluster() {
+        let ledger = Ledger::new(config());
+        let running = job("running", "team-a", "Running", -20);
+        let waiting = job("waiting", "team-a", "Queued", -10);
+        round(&ledger, &[&running, &waiting], &[hold("running", true)], 0);
+        assert!(matches!(
+            ledger.admission(&waiting),
+            Admission::Queued { .. }
+        ));
+    }
+
+    #[test]
+    fn a_preempted_job_is_told_to_stop_until_its_job_is_held() {
+        let ledger = Ledger::new(config());
+        let mut low = job("low", "team-a", "Running", -1000);
+        let mut high = job("high", "team-a", "Queued", -10);
+        high.spec.resources.priority_class_name = Some("urgent".into());
+        let classes =
+            [
+                serde_json::from_value(json!({ "metadata": { "name": "urgent" }, "value": 100 }))
+                    .expect("a PriorityClass"),
+            ];
+        let priorities = Priorities::new(&classes);
+        let decided = round_with(
+            &ledger,
+            &[&low, &high],
+            &[hold("low", true)],
+            0,
+            &priorities,
+        );
+        assert_eq!(decided.outcome.preemptions.len(), 1);
+        assert!(decided.wake.iter().any(|id| id.name == "low"));
+        let told = ledger.admission(&low);
+        assert!(
+            matches!(&told, Admission::Preempted { by, .. } if by == "team-a/high"),
+            "{told:?}"
+        );
+        // Its Job is suspended, the pod stops: the mark goes, and nothing more is preempted.
+        low.status.get_or_insert_with(Default::default).phase = Some(attune_crds::Phase::Queued);
+        let decided = round_with(
+            &ledger,
+            &[&low, &high],
+            &[hold("low", false)],
+            1,
+            &priorities,
+        );
+        assert!(decided.outcome.preemptions.is_empty());
+        assert!(matches!(ledger.admission(&low), Admission::Queued { .. }));
+        // Gone: the preemptor is admitted, the victim waits, and never preempts it back.
+        let decided = round_with(&ledger, &[&low, &high], &[], 2, &priorities);
+        assert_eq!(decided.outcome.admitted.len(), 1);
+        assert!(matches!(ledger.admission(&high), Admission::Granted { .. }));
+    }
+
+    #[test]
+    fn unowned_namespaces_and_kueue_jobs_follow_their_own_rules() {
+        let admit = Ledger::new(config());
+        let stray = job("stray", "elsewhere", "Queued", 0);
+        round(&admit, &[&stray], &[], 0);
+        assert!(matches!(admit.admission(&stray), Admission::Unmetered(_)));
+        let reject = Ledger::new(TenancyConfig {
+            unowned_namespaces: UnownedNamespaces::Reject,
+            ..config()
+        });
+        round(&reject, &[&stray], &[], 0);
+        assert!(matches!(reject.admission(&stray), Admission::Refused(_)));
+        let mut kueue = job("kueue", "team-a", "Queued", 0);
+        kueue.spec.queue_name = Some("local".into());
+        round(&reject, &[&kueue], &[], 0);
+        assert!(matches!(reject.admission(&kueue), Admission::Unmetered(m) if m.contains("Kueue")));
+    }
+}
