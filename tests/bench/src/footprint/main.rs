@@ -6,7 +6,8 @@
 //! * apply → Job created, p50/p99: from the moment each create call returned to the moment a
 //!   watch on batch Jobs saw that job's Job (local clocks; `creationTimestamp` has 1 s steps);
 //! * time until every trainer pod runs and every job says so (`Running`/`Training`), and until
-//!   every job is `Succeeded` once its pod ended with a `done` report;
+//!   every job is done (`Succeeded`; a `Failed` one is listed) once its pod ended with a `done`
+//!   report;
 //! * the operator's peak RSS (`VmHWM`) and CPU time, from `/proc`;
 //! * API writes: every write the API server served (`apiserver_request_total`, by resource and
 //!   verb) next to the operator's own (its audit-log entries), per job and per job transition (a
@@ -108,16 +109,19 @@ async fn main() -> anyhow::Result<()> {
             .end_trainer_pods(&observer.trainer_pods(), args.parallel)
             .await?;
         observer
-            .wait("every job Succeeded", stall, |s| s.succeeded(args.jobs))
+            .wait("every job Succeeded or Failed", stall, |s| {
+                s.finished(args.jobs)
+            })
             .await?;
         let done = cluster.writes().await?;
         report.phases.push(Phase {
-            name: "pods ended → Succeeded",
+            name: "pods ended → done",
             took: finishing.elapsed(),
             writes: done.since(&running)?,
             transitions: observer.transitions() - transitions,
         });
     }
+    report.failures = observer.failures();
     report.operator = operator.usage()?;
     drop(operator);
     report.print();

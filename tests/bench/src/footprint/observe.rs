@@ -26,7 +26,10 @@ struct Track {
     state: Option<(String, String)>,
     transitions: u64,
     training: Option<Instant>,
-    succeeded: Option<Instant>,
+    /// When it reached `Succeeded` or `Failed`.
+    finished: Option<Instant>,
+    /// `reason: message` of a `Failed` job.
+    failure: Option<String>,
 }
 
 /// Everything the watches saw, by FineTuneJob name.
@@ -50,11 +53,11 @@ impl Seen {
                 >= n
     }
 
-    /// Whether `n` jobs are `Succeeded`.
-    pub fn succeeded(&self, n: usize) -> bool {
+    /// Whether `n` jobs are `Succeeded` or `Failed`.
+    pub fn finished(&self, n: usize) -> bool {
         self.tracks
             .values()
-            .filter(|t| t.succeeded.is_some())
+            .filter(|t| t.finished.is_some())
             .count()
             >= n
     }
@@ -127,8 +130,12 @@ impl Observer {
                 if reason == "Training" {
                     track.training.get_or_insert(now);
                 }
-                if phase == "Succeeded" {
-                    track.succeeded.get_or_insert(now);
+                if phase == "Succeeded" || phase == "Failed" {
+                    track.finished.get_or_insert(now);
+                }
+                if phase == "Failed" {
+                    let message = status.message.as_deref().unwrap_or_default();
+                    track.failure = Some(format!("{reason}: {message}"));
                 }
             }
         });
@@ -189,6 +196,18 @@ impl Observer {
             start,
             self.seen().pods.values().filter_map(|(_, run)| *run).max(),
         )
+    }
+
+    /// The jobs that failed, as `job: reason: message`.
+    pub fn failures(&self) -> Vec<String> {
+        let seen = self.seen();
+        let mut failures: Vec<String> = seen
+            .tracks
+            .iter()
+            .filter_map(|(job, t)| Some(format!("{job}: {}", t.failure.as_ref()?)))
+            .collect();
+        failures.sort();
+        failures
     }
 
     /// The trainer pods, as (job, pod) names.

@@ -40,6 +40,8 @@ pub struct Report {
     pub phases: Vec<Phase>,
     /// The operator's use of the machine.
     pub operator: Usage,
+    /// Jobs that failed (`job: reason: message`); a successful run has none.
+    pub failures: Vec<String>,
 }
 
 /// The nearest-rank `q` quantile of sorted `values`.
@@ -102,6 +104,7 @@ impl Report {
         for phase in &self.phases {
             Self::row(&format!("{}, every job", phase.name), &secs(phase.took), "");
         }
+        Self::row("jobs Failed", &self.failures.len().to_string(), "0");
         let usage = &self.operator;
         Self::row(
             "operator peak RSS (VmHWM)",
@@ -136,6 +139,9 @@ impl Report {
                 "≤ 3",
             );
             total.add(&phase.writes);
+        }
+        for failure in self.failures.iter().take(10) {
+            println!("\nFailed: {failure}");
         }
         println!(
             "\nAPI writes by resource over the whole run (apiserver_request_total; the operator's \
