@@ -4,18 +4,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use attune_crds::FineTuneJob;
+use attune_crds::{FineTuneJob, FineTuneJobStatus};
 use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
+use crate::cache::Touches;
 use crate::config::OperatorConfig;
 use crate::metrics::{Metrics, PhaseLabels};
 use crate::progress::LiveStore;
 use crate::tenancy::Ledger;
 use crate::token::TokenKey;
+use crate::watches::Watches;
 
 /// A FineTuneJob as the controller watches it: one that does not deserialize is kept as an
 /// error, so it cannot stop the watch.
@@ -35,18 +37,24 @@ pub struct Context {
     pub live: LiveStore,
     /// Signs and checks progress tokens.
     pub key: TokenKey,
-    /// The controller's cache of FineTuneJobs, once this replica leads.
-    pub jobs: OnceLock<Store<GuardedJob>>,
+    /// The controller's watch caches, once this replica leads.
+    pub watches: OnceLock<Watches>,
     /// Asks the controller to reconcile a job (a progress report arrived, admission changed).
     pub wake: mpsc::UnboundedSender<ObjectRef<GuardedJob>>,
+    /// When this replica last marked each CachedModel used.
+    pub touches: Touches,
     /// Admission under Tenants' quotas: what it decided for each job.
     pub tenancy: Ledger,
     /// Phase of each job at its latest reconcile, for the phase gauge.
     phases: Mutex<HashMap<String, String>>,
-    /// When each job's status was last written, for throttling step reports.
-    status_writes: Mutex<HashMap<String, Instant>>,
+    /// When each job's status was last written, and what was written: for throttling step
+    /// reports, and because the watch cache shows a write only a moment later.
+    status_writes: Mutex<HashMap<String, (Instant, FineTuneJobStatus)>>,
     /// Reconciles of each object that failed in a row, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The latest attempt this replica created for each job, and when: the watch cache shows
+    /// a new Job a moment later, and a reconcile in between must not create it again.
+    created: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -76,12 +84,14 @@ impl Context {
             recorder,
             live: LiveStore::default(),
             key,
-            jobs: OnceLock::new(),
+            watches: OnceLock::new(),
             wake,
             tenancy,
+            touches: Touches::default(),
             phases: Mutex::default(),
             status_writes: Mutex::default(),
             failures: Mutex::default(),
+            created: Mutex::default(),
         };
         (Arc::new(context), woken)
     }
@@ -119,15 +129,45 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(uid)
-            .map(Instant::elapsed)
+            .map(|(at, _)| at.elapsed())
     }
 
     /// Notes a status write of the job.
-    pub fn status_written(&self, uid: &str) {
+    pub fn status_written(&self, uid: &str, status: &FineTuneJobStatus) {
         self.status_writes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(uid.to_owned(), Instant::now());
+            .insert(uid.to_owned(), (Instant::now(), status.clone()));
+    }
+
+    /// The status this replica wrote for the job in the last [`CREATE_EXPECTED_WITHIN`]: newer
+    /// than the watch cache's while that has not caught up, so a reconcile in between neither
+    /// writes it again nor announces its phase twice.
+    pub fn fresh_status(&self, uid: &str) -> Option<FineTuneJobStatus> {
+        self.status_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .filter(|(at, _)| at.elapsed() < CREATE_EXPECTED_WITHIN)
+            .map(|(_, status)| status.clone())
+    }
+
+    /// Notes that attempt `number` of job `uid` was just created.
+    pub fn attempt_created(&self, uid: &str, number: u32) {
+        self.created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(uid.to_owned(), (number, Instant::now()));
+    }
+
+    /// Whether this replica created attempt `number` of job `uid` in the last
+    /// [`CREATE_EXPECTED_WITHIN`] (after that, a Job still missing from the cache is missing).
+    pub fn attempt_created_recently(&self, uid: &str, number: u32) -> bool {
+        self.created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .is_some_and(|(n, at)| *n == number && at.elapsed() < CREATE_EXPECTED_WITHIN)
     }
 
     /// Counts a failed reconcile of `key` and returns how long to wait before the next: 5 s,
@@ -153,12 +193,20 @@ impl Context {
     /// Forgets a job's bookkeeping (it is gone).
     pub fn forget(&self, uid: &str) {
         self.record_phase(uid, None);
+        self.created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uid);
         self.status_writes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(uid);
     }
 }
+
+/// How long a write of this replica (a created Job, a status) may take to show in the watch
+/// cache.
+const CREATE_EXPECTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The wait after `failures` failed reconciles in a row: 5 s, doubling, at most 5 minutes.
 fn backoff_after(failures: u32) -> std::time::Duration {

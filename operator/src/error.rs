@@ -18,6 +18,9 @@ pub enum Error {
         /// The missing field.
         field: &'static str,
     },
+    /// A reconcile ran before this replica's watch caches exist (it does not lead).
+    #[error("the watch caches are not running: this replica does not lead")]
+    NotLeading,
     /// The configuration file is unreadable or invalid.
     #[error("configuration {path}: {message}")]
     Config {
@@ -38,6 +41,7 @@ impl Error {
             Self::Kube(_) => "transport",
             Self::Json(_) => "serialisation",
             Self::MissingField { .. } => "missing_field",
+            Self::NotLeading => "not_leading",
             Self::Config { .. } => "config",
         }
     }

@@ -91,7 +91,7 @@ async fn report(
         tracing::warn!(%namespace, job = %name, result, "progress report refused: {message}");
         (status, message)
     };
-    let Some(jobs) = context.jobs.get() else {
+    let Some(jobs) = context.watches.get().map(|w| &w.jobs) else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_leading",

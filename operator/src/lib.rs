@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod names;
 pub mod pod;
 pub mod progress;
+pub mod slim;
 pub mod telemetry;
 pub mod tenancy;
 pub mod token;
+pub mod watches;

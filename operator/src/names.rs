@@ -63,14 +63,10 @@ pub fn trainer_job(job: &str, attempt: u32) -> String {
     child_name(job, &attempt.to_string())
 }
 
-/// The ConfigMap holding the trainer's job file.
-pub fn job_file_config_map(job: &str) -> String {
-    child_name(job, "trainer-config")
-}
-
-/// The Secret holding the job's progress token.
-pub fn progress_token_secret(job: &str) -> String {
-    child_name(job, "progress-token")
+/// The Secret holding the trainer's job file and the job's progress token: one object, so
+/// starting a job costs one write for both.
+pub fn trainer_secret(job: &str) -> String {
+    child_name(job, "trainer")
 }
 
 /// The PersistentVolumeClaim holding the job's checkpoints.

@@ -30,7 +30,7 @@ fn a_report_is_accepted_only_with_its_own_jobs_token() {
         ns.kubectl(&[
             "get",
             "secret",
-            &format!("{name}-progress-token"),
+            &format!("{name}-trainer"),
             "-o",
             "go-template={{.data.token | base64decode}}",
         ])

@@ -314,13 +314,13 @@ fn crashes_retry_suspension_holds_and_ttl_cleans_up() {
     );
 }
 
-/// Waits until job `name` has no Jobs, ConfigMaps, Secrets or claims left (ignoring those
+/// Waits until job `name` has no Jobs, Secrets or claims left (ignoring those
 /// already being deleted).
 fn wait_for_no_children(ns: &TestNamespace, name: &str, after: &str) {
     let selector = format!("attune.dev/job={name}");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let left: Vec<String> = ["jobs", "configmaps", "secrets", "pvc"]
+        let left: Vec<String> = ["jobs", "secrets", "pvc"]
             .iter()
             .flat_map(|kind| {
                 items(ns, kind, &selector)
@@ -359,7 +359,7 @@ fn deleting_a_job_deletes_its_children() {
     wait_for_job(&ns, "doomed", "the attempt", TRAINING_WAIT, |j| {
         j["status"]["attempts"] == 1
     });
-    for kind in ["jobs", "configmaps", "secrets", "pvc"] {
+    for kind in ["jobs", "secrets", "pvc"] {
         assert!(
             !items(&ns, kind, "attune.dev/job=doomed").is_empty(),
             "the job has {kind}"

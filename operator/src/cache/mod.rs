@@ -11,7 +11,9 @@ mod reconcile;
 pub mod report;
 pub mod retention;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use attune_crds::CachedModel;
 use futures::{FutureExt, StreamExt};
@@ -35,16 +37,47 @@ pub const RETRY_ANNOTATION: &str = "attune.dev/fetch-requested-at";
 /// Annotation naming the Secret (in the tenant's namespace) whose `HF_TOKEN` the fetch uses.
 pub const CREDENTIALS_ANNOTATION: &str = "attune.dev/credentials-secret";
 
-/// Marks the entry as used now (`status.lastUsedTime`), which keeps it from eviction.
-///
-/// # Errors
-/// The status patch failed.
-pub async fn touch(client: Client, name: &str) -> Result<()> {
-    let api: Api<CachedModel> = Api::all(client);
-    let patch = json!({ "status": { "lastUsedTime": jiff::Timestamp::now().to_string() } });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+/// Least time between two `lastUsedTime` touches of one entry: eviction thinks in hours, and a
+/// touch per started job was a write per job (and a reconcile of the entry) for nothing.
+const TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// When this replica last touched each entry: jobs that start together see the same old
+/// `lastUsedTime` in the watch cache, and only the first of them should touch it.
+#[derive(Debug, Default)]
+pub struct Touches(Mutex<HashMap<String, Instant>>);
+
+impl Touches {
+    /// Marks `cache` as used now (`status.lastUsedTime`, which keeps it from eviction), unless
+    /// that was done less than a minute ago.
+    ///
+    /// # Errors
+    /// The status patch failed.
+    pub async fn touch(&self, client: Client, cache: &CachedModel) -> Result<()> {
+        let name = cache.name_any();
+        let used_lately = cache
+            .status
+            .as_ref()
+            .and_then(|s| s.last_used_time.as_ref())
+            .is_some_and(|used| {
+                jiff::Timestamp::now().duration_since(used.0).unsigned_abs() < TOUCH_INTERVAL
+            });
+        {
+            let mut touched = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if used_lately
+                || touched
+                    .get(&name)
+                    .is_some_and(|at| at.elapsed() < TOUCH_INTERVAL)
+            {
+                return Ok(());
+            }
+            touched.insert(name.clone(), Instant::now());
+        }
+        let api: Api<CachedModel> = Api::all(client);
+        let patch = json!({ "status": { "lastUsedTime": jiff::Timestamp::now().to_string() } });
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
 }
 
 /// Runs the controller, the claims and the collector until `shutdown` resolves.

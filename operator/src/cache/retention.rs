@@ -139,7 +139,7 @@ pub fn last_used(cache: &CachedModel) -> Timestamp {
 /// The entries that FineTuneJobs not yet finished need, from the job controller's cache;
 /// `None` until that cache has been filled (then nothing may be judged unused).
 pub fn needed(context: &Context) -> Option<HashSet<String>> {
-    let store = context.jobs.get()?;
+    let store = context.watches.get().map(|w| &w.jobs)?;
     store.wait_until_ready().now_or_never()?.ok()?;
     let finished = |status: &Option<FineTuneJobStatus>| {
         status
@@ -177,7 +177,7 @@ pub async fn collect(context: &Context) -> Result<()> {
     let interval = Duration::from_secs(retention.check_interval_seconds);
     for cache in caches.iter().filter(|c| needed.contains(&c.name_any())) {
         if now.duration_since(last_used(cache)).unsigned_abs() >= interval {
-            super::touch(context.client.clone(), &cache.name_any()).await?;
+            context.touches.touch(context.client.clone(), cache).await?;
         }
     }
     let limits = Limits {

@@ -2,6 +2,8 @@
 //! around them: finding references that do not exist, and deleting the children at TTL.
 
 use attune_crds::{CachedModel, CachedModelSpec, DataSource, FineTuneJob};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, VolumeResourceRequirements,
@@ -99,27 +101,25 @@ pub fn cached_model(job: &FineTuneJob, config: &OperatorConfig) -> CachedModel {
     cache
 }
 
-/// The ConfigMap with the trainer's job file.
+/// The Secret with the trainer's job file (key [`paths::JOB_FILE`]) and the job's progress
+/// token (key [`TOKEN_FIELD`]); the trainer's Job mounts each key on its own.
 ///
 /// # Errors
 /// The job file does not serialise.
-pub fn job_file_config_map(job: &FineTuneJob, resolved_revision: &str) -> Result<ConfigMap> {
+pub fn trainer_secret(job: &FineTuneJob, resolved_revision: &str, token: &str) -> Result<Secret> {
     let file = serde_json::to_string_pretty(&job_file(&job.spec, resolved_revision))?;
-    Ok(ConfigMap {
-        metadata: child_meta(job, names::job_file_config_map(&job.name_any())),
-        data: Some([(paths::JOB_FILE.to_owned(), file)].into()),
-        ..ConfigMap::default()
-    })
-}
-
-/// The Secret with the job's progress token.
-pub fn progress_token_secret(job: &FineTuneJob, token: &str) -> Secret {
-    Secret {
-        metadata: child_meta(job, names::progress_token_secret(&job.name_any())),
-        string_data: Some([(TOKEN_FIELD.to_owned(), token.to_owned())].into()),
+    Ok(Secret {
+        metadata: child_meta(job, names::trainer_secret(&job.name_any())),
+        string_data: Some(
+            [
+                (paths::JOB_FILE.to_owned(), file),
+                (TOKEN_FIELD.to_owned(), token.to_owned()),
+            ]
+            .into(),
+        ),
         type_: Some("Opaque".to_owned()),
         ..Secret::default()
-    }
+    })
 }
 
 /// The claim the job's checkpoints live on; it outlives attempts and goes with the job.
@@ -187,12 +187,7 @@ pub async fn missing_references(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let mut missing = Vec::new();
-    if let Some(secret) = &job.spec.model.credentials_secret_ref
-        && secrets.get_metadata_opt(&secret.name).await?.is_none()
-    {
-        missing.push(format!("Secret {}", secret.name));
-    }
+    let classes: Api<PriorityClass> = Api::all(client);
     let sources: Vec<&DataSource> = std::iter::once(&job.spec.dataset.source)
         .chain(job.spec.dataset.validation.source.as_ref())
         .collect();
@@ -209,32 +204,49 @@ pub async fn missing_references(
             .map(|p| p.claim_name.as_str()),
     );
     claim_names.dedup();
-    for claim in claim_names {
-        if claims.get_metadata_opt(claim).await?.is_none() {
-            missing.push(format!("PersistentVolumeClaim {claim}"));
-        }
+    // Every lookup at once: they sit on the path from `kubectl apply` to a running pod.
+    let mut lookups: Vec<BoxFuture<'_, kube::Result<Option<String>>>> = Vec::new();
+    if let Some(secret) = &job.spec.model.credentials_secret_ref {
+        let what = format!("Secret {}", secret.name);
+        lookups.push(absent(&secrets, &secret.name, what).boxed());
     }
-    if let Some(class) = &job.spec.resources.priority_class_name
-        && Api::<PriorityClass>::all(client.clone())
-            .get_metadata_opt(class)
-            .await?
-            .is_none()
-    {
-        missing.push(format!("PriorityClass {class} (cluster-wide)"));
+    for claim in claim_names {
+        let what = format!("PersistentVolumeClaim {claim}");
+        lookups.push(absent(&claims, claim, what).boxed());
+    }
+    if let Some(class) = &job.spec.resources.priority_class_name {
+        let what = format!("PriorityClass {class} (cluster-wide)");
+        lookups.push(absent(&classes, class, what).boxed());
     }
     for key in sources.iter().filter_map(|s| s.config_map.as_ref()) {
-        match config_maps.get_opt(&key.name).await? {
-            None => missing.push(format!("ConfigMap {}", key.name)),
-            Some(map) if !map.data.iter().flatten().any(|(k, _)| *k == key.key) => {
-                missing.push(format!("key {} of ConfigMap {}", key.key, key.name));
+        let config_maps = &config_maps;
+        lookups.push(
+            async move {
+                Ok(match config_maps.get_opt(&key.name).await? {
+                    None => Some(format!("ConfigMap {}", key.name)),
+                    Some(map) if !map.data.iter().flatten().any(|(k, _)| *k == key.key) => {
+                        Some(format!("key {} of ConfigMap {}", key.key, key.name))
+                    }
+                    Some(_) => None,
+                })
             }
-            Some(_) => {}
-        }
+            .boxed(),
+        );
     }
-    Ok(missing)
+    let found = futures::future::try_join_all(lookups).await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
-/// Deletes a finished job's Jobs (and so its pods), job-file ConfigMap, token Secret and
+/// `what` when `api` has no object `name`.
+async fn absent<K>(api: &Api<K>, name: &str, what: String) -> kube::Result<Option<String>>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let found = api.get_metadata_opt(name).await?.is_some();
+    Ok((!found).then_some(what))
+}
+
+/// Deletes a finished job's Jobs (and so its pods), its Secret (job file and token) and
 /// checkpoint claim. The export and the TrainedModel stay.
 ///
 /// # Errors
@@ -251,13 +263,8 @@ pub async fn delete_all(job: &FineTuneJob, client: Client) -> Result<()> {
     jobs.delete_collection(&background, &ListParams::default().labels(&selector))
         .await?;
     ignore_missing(
-        Api::<ConfigMap>::namespaced(client.clone(), &namespace)
-            .delete(&names::job_file_config_map(&name), &background)
-            .await,
-    )?;
-    ignore_missing(
         Api::<Secret>::namespaced(client.clone(), &namespace)
-            .delete(&names::progress_token_secret(&name), &background)
+            .delete(&names::trainer_secret(&name), &background)
             .await,
     )?;
     ignore_missing(

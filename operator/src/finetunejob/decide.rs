@@ -397,13 +397,7 @@ fn attempts(b: &mut Builder<'_>, resolved: &str) {
         b.actions.push(Action::CreateAttempt(1));
         b.status.attempts = 1;
         b.status.start_time.get_or_insert_with(|| b.now.clone());
-        b.phase(Phase::Running, "Starting", "creating the trainer's Job");
-        b.condition(
-            condition::RUNNING,
-            false,
-            "Starting",
-            "creating the trainer's Job",
-        );
+        starting(b, 1);
         return;
     };
     b.status.attempts = b.status.attempts.max(latest.number);
@@ -431,6 +425,15 @@ fn attempts(b: &mut Builder<'_>, resolved: &str) {
     } else {
         active_attempt(b, latest);
     }
+}
+
+/// Attempt `number` is on its way, from the creation of its Job until its pod runs. One
+/// status for all of it (Job created, pod created, pod scheduled): each change would be a
+/// write, and none of them is news to the user.
+fn starting(b: &mut Builder<'_>, number: u32) {
+    let message = format!("attempt {number}: the trainer's pod is starting");
+    b.phase(Phase::Running, "Starting", message.clone());
+    b.condition(condition::RUNNING, false, "Starting", message);
 }
 
 /// The attempt succeeded: publish.
@@ -653,12 +656,16 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
         b.condition(condition::RUNNING, false, "Suspended", message);
         return;
     }
-    b.condition(
-        condition::SUSPENDED,
-        false,
-        "Resumed",
-        "runPolicy.suspend is false",
-    );
+    // Only a job that was suspended says it resumed (a condition that appears on its own
+    // would be a status write with nothing to tell).
+    if conditions::find(&b.status.conditions, condition::SUSPENDED).is_some() {
+        b.condition(
+            condition::SUSPENDED,
+            false,
+            "Resumed",
+            "runPolicy.suspend is false",
+        );
+    }
     if deadline_passed(b).is_some() {
         let message = format!(
             "the job ran longer than runPolicy.activeDeadlineSeconds ({} s)",
@@ -721,29 +728,19 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
         return;
     }
     let Some(pod) = pod else {
-        b.phase(Phase::Running, "Starting", "waiting for the trainer pod");
-        b.condition(
-            condition::RUNNING,
-            false,
-            "Starting",
-            "waiting for the trainer pod",
-        );
+        starting(b, latest.number);
         return;
     };
-    if let Some((reason, message)) = start_problem(pod) {
+    if let Some((reason, message)) = start_problem(pod, observed.now) {
         b.phase(Phase::Pending, &reason, message.clone());
         b.condition(condition::RUNNING, false, &reason, message);
         b.requeue_in(RECHECK);
         return;
     }
     let Some(since) = running_since(pod) else {
-        b.phase(Phase::Running, "Starting", "the trainer pod is starting");
-        b.condition(
-            condition::RUNNING,
-            false,
-            "Starting",
-            "the trainer pod is starting",
-        );
+        // A problem may only show with time (a claim that never binds): look again.
+        b.requeue_in(RECHECK);
+        starting(b, latest.number);
         return;
     };
     if let Some(deadline) = policy.progress_deadline_seconds {

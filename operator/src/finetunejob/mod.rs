@@ -32,7 +32,8 @@ use crate::context::{Context, GuardedJob};
 use crate::error::Error;
 use crate::metrics::ErrorLabels;
 use crate::names;
-use crate::tenancy::scheduler::{self, Watches, cached_watch};
+use crate::tenancy::scheduler;
+use crate::watches::{Watches, cached_watch};
 
 /// Whether this installation reconciles `job` (config `watchNamespaces`).
 pub fn watched(config: &OperatorConfig, job: &FineTuneJob) -> bool {
@@ -66,7 +67,7 @@ pub async fn run(
         names::JOB_LABEL
     );
     // The controller's watches are cached and shared with admission, which reads every
-    // FineTuneJob, trainer Job and pod, and is told of each change.
+    // FineTuneJob, trainer Job and pod, and is told of each change; reconciles read them too.
     let changed = Arc::new(Notify::new());
     let (jobs, job_events) = cached_watch(
         scoped::<GuardedJob>(&context),
@@ -83,19 +84,23 @@ pub async fn run(
         watcher::Config::default().labels(&managed),
         &changed,
     );
+    let instance = format!("{}={}", names::INSTANCE_LABEL, context.config.instance);
+    let (models, model_events) = cached_watch(
+        Api::<CachedModel>::all(context.client.clone()),
+        watcher::Config::default().labels(&instance),
+        &changed,
+    );
     let watches = Watches {
         jobs: jobs.clone(),
         batches,
         pods,
+        models,
         changed,
     };
     let controller = Controller::for_stream(job_events.applied_objects(), jobs.clone());
-    let for_cache = jobs.clone();
     let wake = futures::stream::unfold(woken, |mut woken| async move {
         woken.recv().await.map(|reference| (reference, woken))
     });
-    let caches: Api<CachedModel> = Api::all(context.client.clone());
-    let instance = format!("{}={}", names::INSTANCE_LABEL, context.config.instance);
     let installation = context.config.instance.clone();
     let controller = controller
         .owns_stream(batch_events.touched_objects())
@@ -103,28 +108,14 @@ pub async fn run(
             let name = pod.annotations().get(JOB_NAME_ANNOTATION)?;
             Some(ObjectRef::new(name).within(&pod.namespace()?))
         })
-        .watches(
-            caches,
-            watcher::Config::default().labels(&instance),
-            move |cache| {
-                let name = cache.name_any();
-                for_cache
-                    .state()
-                    .into_iter()
-                    .filter(|job| {
-                        job.0
-                            .as_ref()
-                            .is_ok_and(|job| cached_model_name(job, &installation) == name)
-                    })
-                    .map(|job| ObjectRef::from_obj(&*job))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(model_events.touched_objects(), move |cache| {
+            waiting_on(&jobs.state(), &cache.name_any(), &installation)
+        })
         .reconcile_on(wake)
         .with_config(Config::default().concurrency(context.config.concurrency))
         .graceful_shutdown_on(shutdown);
-    // The progress server checks tokens against this cache; ready once it fills.
-    let _ = context.jobs.set(jobs);
+    // The progress server checks tokens against the job cache; ready once it fills.
+    let _ = context.watches.set(watches.clone());
     let controller = controller
         .run(reconcile::reconcile, error_policy, Arc::clone(&context))
         .for_each(|result| async move {
@@ -136,6 +127,25 @@ pub async fn run(
         () = controller => {}
         () = scheduler::run(context, watches) => {}
     }
+}
+
+/// The jobs a change of CachedModel `name` can move on: those that have no attempt yet (they
+/// wait for the model). A started job reads its entry at its next reconcile; waking every
+/// job on a model for each `lastUsedTime` touch made a thousand jobs reconcile fifty times each.
+fn waiting_on(
+    jobs: &[Arc<GuardedJob>],
+    name: &str,
+    installation: &str,
+) -> Vec<ObjectRef<GuardedJob>> {
+    jobs.iter()
+        .filter(|guarded| {
+            guarded.0.as_ref().is_ok_and(|job| {
+                job.status.as_ref().is_none_or(|s| s.attempts == 0)
+                    && cached_model_name(job, installation) == name
+            })
+        })
+        .map(|job| ObjectRef::from_obj(&**job))
+        .collect()
 }
 
 /// Logs and counts a failed reconcile and retries it later.

@@ -146,14 +146,28 @@ pub fn done_report(message: &str) -> Result<DoneReport, String> {
     serde_json::from_str(message).map_err(|e| format!("the `done` event is malformed ({e})"))
 }
 
-/// Why a pod that has not started cannot start: the scheduler's verdict or a container that
-/// waits on something that will not come by itself (an image, a Secret key).
-pub fn start_problem(pod: &Pod) -> Option<(String, String)> {
+/// How long a pod may wait for its new checkpoint claim to bind before the scheduler's
+/// "unbound immediate PersistentVolumeClaims" counts as a problem: a provisioner takes a moment,
+/// one that never binds the claim is one.
+const CLAIM_BINDING_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// Why a pod that has not started cannot start at `now`: the scheduler's verdict or a container
+/// that waits on something that will not come by itself (an image, a Secret key).
+pub fn start_problem(pod: &Pod, now: jiff::Timestamp) -> Option<(String, String)> {
     let status = pod.status.as_ref()?;
+    let binding = |message: Option<&str>| {
+        message.is_some_and(|m| m.contains("unbound immediate PersistentVolumeClaims"))
+            && pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|created| now.duration_since(created.0) < CLAIM_BINDING_GRACE)
+    };
     if let Some(unschedulable) = status.conditions.iter().flatten().find(|c| {
         c.type_ == "PodScheduled"
             && c.status == "False"
             && c.reason.as_deref() == Some("Unschedulable")
+            && !binding(c.message.as_deref())
     }) {
         return Some((
             "Unschedulable".to_owned(),
@@ -238,6 +252,27 @@ mod tests {
         let crash = classify(&ended(1, None, "error: I/O"));
         assert!(crash.retriable);
         assert!(crash.message.contains("code 1: error: I/O"));
+    }
+
+    #[test]
+    fn a_claim_still_binding_is_no_problem_for_a_minute() {
+        let pod = |created: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "p", "creationTimestamp": created },
+                "status": { "conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "0/3 nodes are available: pod has unbound immediate \
+                                PersistentVolumeClaims. preemption: not eligible",
+                }] },
+            }))
+            .expect("a Pod")
+        };
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        assert_eq!(start_problem(&pod("2026-12-01T09:59:30Z"), now), None);
+        let (reason, message) =
+            start_problem(&pod("2026-12-01T09:58:00Z"), now).expect("a problem after a minute");
+        assert_eq!(reason, "Unschedulable");
+        assert!(message.contains("unbound immediate"), "{message}");
     }
 
     #[test]

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use attune_crds::{CachedModel, FineTuneJob, FineTuneJobStatus, Phase, TrainedModel};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -28,12 +29,21 @@ use crate::tenancy::Admission;
 /// An API call failed; the controller retries with backoff.
 pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Result<Requeue> {
     let _timer = ReconcileTimer::start(Arc::clone(&context.metrics), "finetunejob");
-    let job = match &guarded.0 {
+    let cached = match &guarded.0 {
         Ok(job) => job,
         Err(invalid) => {
             super::invalid::report(&context, invalid).await;
             return Ok(Requeue::await_change());
         }
+    };
+    // The watch cache may not show this replica's latest status write yet: go on from that.
+    let job = &match cached.uid().and_then(|uid| context.fresh_status(&uid)) {
+        Some(fresh) if cached.status.as_ref() != Some(&fresh) => {
+            let mut job = cached.clone();
+            job.status = Some(fresh);
+            std::borrow::Cow::Owned(job)
+        }
+        _ => std::borrow::Cow::Borrowed(cached),
     };
     if !super::watched(&context.config, job) {
         return Ok(Requeue::await_change());
@@ -82,7 +92,11 @@ pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Resul
         requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
     }
     context.record_phase(&uid, decision.status.phase.map(|p| format!("{p:?}")));
-    if old.phase != decision.status.phase || old.reason != decision.status.reason {
+    // An Event per phase change, and per new warning within a phase: reasons such as
+    // Starting → Training are status only (each Event is a write).
+    if old.phase != decision.status.phase
+        || (old.reason != decision.status.reason && warning(&decision.status))
+    {
         announce(job, &decision.status, &context).await;
     }
     if matches!(
@@ -105,13 +119,16 @@ struct World {
 }
 
 impl World {
+    /// Reads the job's children from the watch caches (no list per reconcile: with a thousand
+    /// jobs those lists were most of the API server's load) and, before the first attempt, asks
+    /// the API server whether what the job references exists.
     async fn observe(
         job: &FineTuneJob,
         context: &Context,
         namespace: &str,
         key: &JobKey,
     ) -> Result<Self> {
-        let client = context.client.clone();
+        let watches = context.watches.get().ok_or(Error::NotLeading)?;
         let mut world = Self {
             missing: Vec::new(),
             cache: None,
@@ -127,13 +144,14 @@ impl World {
         if finished {
             return Ok(world);
         }
-        let selector = format!("{}={}", names::JOB_LABEL, names::job_label_value(&key.name));
-        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let params = ListParams::default().labels(&selector);
-        let mut pod_list = pods.list(&params).await?.items;
-        pod_list.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-        for batch in jobs.list(&params).await?.items {
+        let mut pods: Vec<Arc<Pod>> = watches
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(namespace))
+            .collect();
+        pods.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+        for batch in watches.batches.state() {
             let owned = batch
                 .owner_references()
                 .iter()
@@ -146,7 +164,7 @@ impl World {
                 continue;
             };
             let batch_uid = batch.uid();
-            let pod = pod_list
+            let pod = pods
                 .iter()
                 .rev()
                 .find(|p| {
@@ -154,23 +172,25 @@ impl World {
                         .iter()
                         .any(|o| Some(&o.uid) == batch_uid.as_ref())
                 })
-                .cloned();
+                .map(|p| Pod::clone(p));
             world.attempts.push(AttemptView {
                 number,
-                job: batch,
+                job: Job::clone(&batch),
                 pod,
             });
         }
         world.attempts.sort_by_key(|a| a.number);
         if world.attempts.is_empty() {
-            world.missing = children::missing_references(job, client.clone(), namespace).await?;
+            world.missing =
+                children::missing_references(job, context.client.clone(), namespace).await?;
         }
-        let caches: Api<CachedModel> = Api::all(client.clone());
-        world.cache = caches
-            .get_opt(&children::cached_model_name(job, &context.config.instance))
-            .await?;
+        let name = children::cached_model_name(job, &context.config.instance);
+        world.cache = watches
+            .models
+            .get(&ObjectRef::new(&name))
+            .map(|c| CachedModel::clone(&c));
         if world.attempts.iter().any(|a| succeeded(&a.job)) {
-            let models: Api<TrainedModel> = Api::namespaced(client, namespace);
+            let models: Api<TrainedModel> = Api::namespaced(context.client.clone(), namespace);
             world.published = models.get_opt(&trained_model_name(job)).await?;
         }
         Ok(world)
@@ -240,43 +260,44 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
             .await?;
         }
         Action::CreateAttempt(number) => {
+            let uid = job.uid().unwrap_or_default();
+            if context.attempt_created_recently(&uid, *number) {
+                // The watch cache has not shown this replica's own create yet.
+                return Ok(());
+            }
             lookup("hit");
             let cache = world.cache.as_ref();
             let resolved = cache
                 .and_then(|c| c.status.as_ref())
                 .and_then(|s| s.resolved_revision.clone())
                 .unwrap_or_default();
-            let token = context
-                .key
-                .token(&namespace, &name, &job.uid().unwrap_or_default());
-            let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-            let config_map = children::job_file_config_map(job, &resolved)?;
-            config_maps
-                .patch(
-                    &config_map.name_any(),
-                    &apply_params(),
-                    &Patch::Apply(&config_map),
-                )
-                .await?;
+            let token = context.key.token(&namespace, &name, &uid);
+            let secret = children::trainer_secret(job, &resolved, &token)?;
+            let claim = children::checkpoint_claim(job, &context.config);
             let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-            let secret = children::progress_token_secret(job, &token);
-            secrets
-                .patch(&secret.name_any(), &apply_params(), &Patch::Apply(&secret))
-                .await?;
             let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
-            if claims
-                .get_opt(&names::checkpoint_claim(&name))
-                .await?
-                .is_none()
-            {
-                let claim = children::checkpoint_claim(job, &context.config);
-                claims.create(&PostParams::default(), &claim).await?;
+            // The pod mounts both: they go first, side by side; the Job follows.
+            let (secret_name, apply, post) =
+                (secret.name_any(), apply_params(), PostParams::default());
+            let secret_patch = Patch::Apply(&secret);
+            let (applied, created) = tokio::join!(
+                secrets.patch(&secret_name, &apply, &secret_patch),
+                claims.create(&post, &claim),
+            );
+            applied?;
+            match created {
+                // The claim outlives attempts: attempt 2 finds attempt 1's.
+                Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+                claim => {
+                    claim?;
+                }
             }
             let batch = children::trainer_job(job, &context.config, *number, cache);
             jobs.patch(&batch.name_any(), &apply_params(), &Patch::Apply(&batch))
                 .await?;
+            context.attempt_created(&uid, *number);
             if let Some(cache) = cache {
-                crate::cache::touch(client, &cache.name_any()).await?;
+                context.touches.touch(client, cache).await?;
             }
             tracing::info!(%namespace, job = %name, attempt = number, "created the trainer's Job");
         }
@@ -362,17 +383,14 @@ async fn write_status(
     });
     api.patch_status(&job.name_any(), &apply_params(), &Patch::Apply(&patch))
         .await?;
-    context.status_written(&key.uid);
+    context.status_written(&key.uid, new);
     context.live.written(key);
     Ok(None)
 }
 
-/// An Event for a phase change.
-async fn announce(job: &FineTuneJob, status: &FineTuneJobStatus, context: &Context) {
-    let phase = status
-        .phase
-        .map_or("Unknown".to_owned(), |p| format!("{p:?}"));
-    let failed = matches!(status.phase, Some(Phase::Failed))
+/// Whether the status is a failure or a problem someone should look at.
+fn warning(status: &FineTuneJobStatus) -> bool {
+    matches!(status.phase, Some(Phase::Failed))
         || status.reason.as_deref().is_some_and(|r| {
             matches!(
                 r,
@@ -382,9 +400,16 @@ async fn announce(job: &FineTuneJob, status: &FineTuneJobStatus, context: &Conte
                     | "ErrImagePull"
                     | "ImagePullBackOff"
             )
-        });
+        })
+}
+
+/// An Event for a phase change or a warning.
+async fn announce(job: &FineTuneJob, status: &FineTuneJobStatus, context: &Context) {
+    let phase = status
+        .phase
+        .map_or("Unknown".to_owned(), |p| format!("{p:?}"));
     let event = Event {
-        type_: if failed {
+        type_: if warning(status) {
             EventType::Warning
         } else {
             EventType::Normal

@@ -20,6 +20,7 @@ use super::job_file::{data_file, output_dir, paths};
 use crate::config::{MODEL_CACHE_VOLUME, OperatorConfig};
 use crate::names;
 use crate::pod::{env, mount, pod_spec, scratch_volume, single_pod_job, trainer_container};
+use crate::token::TOKEN_FIELD;
 
 /// Exit code of a trainer stopped by SIGTERM after writing a checkpoint: not a failure.
 pub const EXIT_PREEMPTED: i32 = 75;
@@ -89,15 +90,22 @@ pub fn trainer_job(job: &FineTuneJob, config: &OperatorConfig, attempt: &Attempt
     let name = job.name_any();
     let resources = &spec.resources;
 
+    // The job file and the token live in one Secret; each key is mounted on its own.
+    let key_of_secret = |volume: &str, key: &str| Volume {
+        name: volume.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::trainer_secret(&name)),
+            items: Some(vec![KeyToPath {
+                key: key.to_owned(),
+                path: key.to_owned(),
+                mode: None,
+            }]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
     let mut volumes = vec![
-        Volume {
-            name: "trainer-config".to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: names::job_file_config_map(&name),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        key_of_secret("trainer-config", paths::JOB_FILE),
         Volume {
             name: "checkpoints".to_owned(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -106,14 +114,7 @@ pub fn trainer_job(job: &FineTuneJob, config: &OperatorConfig, attempt: &Attempt
             }),
             ..Volume::default()
         },
-        Volume {
-            name: "progress-token".to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(names::progress_token_secret(&name)),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        key_of_secret("progress-token", TOKEN_FIELD),
         config.model_cache.volume.clone(),
         scratch_volume(config),
     ];

@@ -18,11 +18,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::Notify;
 
 use super::admission::Outcome;
 use super::config::UnownedNamespaces;
@@ -31,66 +30,20 @@ use super::ownership::Ownership;
 use super::quota::{JobId, Quota};
 use super::report::{borrowing_message, preemption_message, tenant_status};
 use super::usage::{Priorities, holds};
-use crate::context::{Context, GuardedJob};
+use crate::context::Context;
 use crate::names;
+use crate::watches::{Watches, cached_watch};
 
 /// Least time between two rounds: a burst of changes makes one round.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Most time between two rounds (minimum runtimes and waits pass without any change).
 const TICK: Duration = Duration::from_secs(5);
 
-/// The watch caches the FineTuneJob controller shares with admission, and the signal of a
-/// change in any of them.
-#[derive(Clone, Debug)]
-pub struct Watches {
-    /// FineTuneJobs.
-    pub jobs: Store<GuardedJob>,
-    /// Trainer Jobs.
-    pub batches: Store<Job>,
-    /// Trainer and fetch pods.
-    pub pods: Store<Pod>,
-    /// Notified on every change.
-    pub changed: Arc<Notify>,
-}
-
 /// Caches of what only admission reads.
 struct Own {
     tenants: Store<DeserializeGuard<Tenant>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     classes: Store<PriorityClass>,
-}
-
-/// A watch of `api` cached in a store, which notifies `changed` of every event; the events go
-/// on to whoever drives the stream (a controller, or admission itself).
-pub fn cached_watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changed: &Arc<Notify>,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let changed = Arc::clone(changed);
-    let events = watcher(api, config)
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Err(error) = event {
-                tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
-            }
-            changed.notify_one();
-        });
-    (store, events)
 }
 
 /// Runs the loop (only while this replica leads: it is started with the controller).

@@ -43,6 +43,11 @@ struct Args {
     /// Creates in flight at once (a burst of `kubectl apply`s).
     #[arg(long, default_value_t = 16)]
     parallel: usize,
+    /// Creates per second, paced (default: as fast as `--parallel` allows, a burst). A burst
+    /// measures the queue the API server and the operator work through; a pace below their
+    /// throughput measures how fast the operator answers one `kubectl apply`.
+    #[arg(long)]
+    rate: Option<f64>,
     /// The operator binary.
     #[arg(long)]
     operator: PathBuf,
@@ -76,13 +81,16 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report {
         jobs: args.jobs,
         parallel: args.parallel,
+        rate: args.rate,
         gpu_nodes: cluster.gpu_nodes().await?,
         ..Report::default()
     };
 
     let before = cluster.writes().await?;
     let started = Instant::now();
-    let created = workload.create_jobs(args.jobs, args.parallel).await?;
+    let created = workload
+        .create_jobs(args.jobs, args.parallel, args.rate)
+        .await?;
     report.creating = started.elapsed();
     observer
         .wait(

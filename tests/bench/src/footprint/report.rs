@@ -26,6 +26,8 @@ pub struct Report {
     pub jobs: usize,
     /// Creates in flight at once.
     pub parallel: usize,
+    /// Creates per second, when paced.
+    pub rate: Option<f64>,
     /// Simulated GPU nodes and their GPUs.
     pub gpu_nodes: (usize, u64),
     /// Time to issue every create.
@@ -76,9 +78,12 @@ impl Report {
         let mut latencies = self.latencies.clone();
         latencies.sort();
         let jobs = self.jobs.max(1) as f64;
+        let pace = self
+            .rate
+            .map_or_else(|| "a burst".to_owned(), |r| format!("{r} a second"));
         println!(
-            "\nattune-operator footprint: {} FineTuneJobs ({} creates in flight) on {} simulated \
-             GPU nodes ({} GPUs)\n",
+            "\nattune-operator footprint: {} FineTuneJobs ({pace}, {} creates in flight) on {} \
+             simulated GPU nodes ({} GPUs)\n",
             self.jobs, self.parallel, self.gpu_nodes.0, self.gpu_nodes.1
         );
         println!("| {:<52} | {:>12} | {:<9} |", "measure", "value", "target");
@@ -122,23 +127,29 @@ impl Report {
             "",
         );
         let mut total = WriteDelta::default();
-        for phase in &self.phases {
-            let writes = phase.writes.operator() as f64;
-            let per_transition = writes / (phase.transitions.max(1) as f64);
+        let writes_rows = |name: &str, writes: u64, transitions: u64| {
+            let writes = writes as f64;
             Self::row(
-                &format!("operator writes per job, {}", phase.name),
+                &format!("operator writes per job, {name}"),
                 &format!("{:.2}", writes / jobs),
                 "",
             );
             Self::row(
                 &format!(
                     "  per job transition ({:.2} transitions per job)",
-                    phase.transitions as f64 / jobs
+                    transitions as f64 / jobs
                 ),
-                &format!("{per_transition:.2}"),
+                &format!("{:.2}", writes / (transitions.max(1) as f64)),
                 "≤ 3",
             );
+        };
+        for phase in &self.phases {
+            writes_rows(phase.name, phase.writes.operator(), phase.transitions);
             total.add(&phase.writes);
+        }
+        if self.phases.len() > 1 {
+            let transitions = self.phases.iter().map(|p| p.transitions).sum();
+            writes_rows("whole run", total.operator(), transitions);
         }
         for failure in self.failures.iter().take(10) {
             println!("\nFailed: {failure}");

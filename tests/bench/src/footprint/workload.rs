@@ -130,15 +130,24 @@ impl Workload {
         Ok(())
     }
 
-    /// Creates jobs `job-0..n` with `parallel` creates in flight; returns when each create
-    /// returned.
+    /// Creates jobs `job-0..n` with `parallel` creates in flight, at most `rate` a second when
+    /// given; returns when each create returned.
     pub async fn create_jobs(
         &self,
         n: usize,
         parallel: usize,
+        rate: Option<f64>,
     ) -> anyhow::Result<HashMap<String, Instant>> {
         let api: Api<FineTuneJob> = Api::namespaced(self.client.clone(), &self.namespace);
+        let start = tokio::time::Instant::now();
         futures::stream::iter(0..n)
+            .then(|i| async move {
+                if let Some(rate) = rate.filter(|r| *r > 0.0) {
+                    tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate))
+                        .await;
+                }
+                i
+            })
             .map(|i| {
                 let api = api.clone();
                 async move {
