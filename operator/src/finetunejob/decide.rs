@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::isolation::foreign_reference;
+use super::kueue::{KueueView, Verdict, reason as kueue_reason};
 use super::outcome::{Failure, classify, done_report, running_since, start_problem, termination};
 use super::publish::{exported, final_metrics, trained_model};
 use crate::conditions;
@@ -52,6 +53,9 @@ pub struct Observed<'a> {
     pub published: Option<&'a TrainedModel>,
     /// What admission says: whether the job may start or resume, waits, or must stop.
     pub admission: Admission,
+    /// In Kueue mode, what Kueue says of the latest attempt's Job, when it was read (a
+    /// running job's Workload is read only until the job shows Kueue's admission).
+    pub kueue: Option<KueueView>,
 }
 
 /// Something to do besides writing the status.
@@ -65,6 +69,9 @@ pub enum Action {
     CreateAttempt(u32),
     /// Hold (`true`) or release the attempt's Job.
     Suspend(u32, bool),
+    /// Kueue mode: let Kueue admit (`true`), or keep it from admitting and evict (`false`),
+    /// the named Workload. The operator never releases a Kueue job's Job itself.
+    ActivateWorkload(String, bool),
     /// End the attempt's pod now (deadline, stall): its Job is suspended for good, so the
     /// pod gets SIGTERM and checkpoints; the Job is marked with why
     /// ([`STOPPED_ANNOTATION`]), so that the next attempt follows even after a wait.
@@ -112,6 +119,10 @@ pub mod condition {
 
 /// How often a job that waits on something the operator does not watch is looked at again.
 const RECHECK: Duration = Duration::from_secs(15);
+
+/// How often a job Kueue holds is looked at again (its Workload is not watched; the Job's
+/// watch wakes the job when Kueue releases it).
+const KUEUE_RECHECK: Duration = Duration::from_secs(10);
 
 struct Builder<'a> {
     observed: &'a Observed<'a>,
@@ -391,6 +402,17 @@ fn cached_model(b: &mut Builder<'_>) -> Option<String> {
 fn attempts(b: &mut Builder<'_>, resolved: &str) {
     let observed = b.observed;
     let Some(latest) = observed.attempts.last() else {
+        if let Some(seen) = &observed.kueue {
+            if seen.verdict == Verdict::NotInstalled {
+                kueue_waits(b, 1, &seen.verdict);
+                return;
+            }
+            // Created held: Kueue admits it; the job starts when Kueue releases the Job.
+            b.actions.push(Action::CreateAttempt(1));
+            b.status.attempts = 1;
+            kueue_waits(b, 1, &seen.verdict);
+            return;
+        }
         if !admitted(b, "the first attempt") {
             return;
         }
@@ -401,7 +423,10 @@ fn attempts(b: &mut Builder<'_>, resolved: &str) {
         return;
     };
     b.status.attempts = b.status.attempts.max(latest.number);
-    b.status.start_time.get_or_insert_with(|| b.now.clone());
+    // A job in Kueue mode starts (and its deadline counts) once Kueue first releases it.
+    if !kueue_mode(b) || !suspended(&latest.job) {
+        b.status.start_time.get_or_insert_with(|| b.now.clone());
+    }
     let batch_status = latest.job.status.clone().unwrap_or_default();
     let finished = |type_: &str| {
         batch_status
@@ -560,6 +585,10 @@ fn retry_or_fail(b: &mut Builder<'_>, number: u32, failure: &Failure) {
 /// which quota; if not, the job is Queued (or Failed, when its namespace may run nothing) with
 /// admission's reason and place.
 fn admitted(b: &mut Builder<'_>, what: &str) -> bool {
+    if kueue_mode(b) {
+        // Kueue admits the attempt's Job once it exists (created held): see `kueue_waits`.
+        return true;
+    }
     match b.observed.admission.clone() {
         Admission::Unmetered(why) => {
             b.condition(condition::ADMITTED, true, "Admitted", why);
@@ -616,16 +645,91 @@ fn deadline_passed(b: &Builder<'_>) -> Option<u64> {
     (elapsed >= deadline).then(|| elapsed - deadline)
 }
 
-/// The attempt runs (or waits to): suspension, deadlines, stalls, and what the pod shows.
-fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
+/// Whether the job is in Kueue mode (`spec.queueName`).
+fn kueue_mode(b: &Builder<'_>) -> bool {
+    b.observed.job.spec.queue_name.is_some()
+}
+
+/// Whether a batch Job is suspended.
+fn suspended(batch: &Job) -> bool {
+    batch.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false)
+}
+
+/// Attempt `number` of a job in Kueue mode waits for Kueue: Queued with Kueue's words (or
+/// Pending when Kueue is not installed), looked at again soon since its Workload is not watched.
+fn kueue_waits(b: &mut Builder<'_>, number: u32, verdict: &Verdict) {
+    let queue = b.observed.job.spec.queue_name.clone().unwrap_or_default();
+    b.requeue_in(KUEUE_RECHECK);
+    let (phase, reason, message) = match verdict {
+        Verdict::NotInstalled => (
+            Phase::Pending,
+            kueue_reason::NOT_INSTALLED.to_owned(),
+            "Kueue is not installed: spec.queueName needs Kueue (the cluster serves no              kueue.x-k8s.io Workloads); install Kueue or remove spec.queueName"
+                .to_owned(),
+        ),
+        Verdict::Pending { reason, message } => (
+            Phase::Queued,
+            reason.clone(),
+            format!("attempt {number} waits for Kueue LocalQueue {queue}: {message}"),
+        ),
+        Verdict::Evicted { preempted, message } => {
+            let message = format!(
+                "Kueue stopped attempt {number} ({message}); it resumes from its latest \
+                 checkpoint when LocalQueue {queue} admits it again"
+            );
+            if *preempted {
+                b.condition(condition::PREEMPTED, true, "Preempted", message.clone());
+            }
+            let reason = if *preempted {
+                kueue_reason::PREEMPTED
+            } else {
+                kueue_reason::EVICTED
+            };
+            (Phase::Queued, reason.to_owned(), message)
+        }
+        Verdict::Admitted { .. } => {
+            starting(b, number);
+            return;
+        }
+    };
+    b.phase(phase, &reason, message.clone());
+    b.condition(condition::ADMITTED, false, &reason, message);
+    b.condition(
+        condition::RUNNING,
+        false,
+        "Queued",
+        "the attempt waits for Kueue to admit it",
+    );
+}
+
+/// Whether the attempt's Job may run, and the action that makes it so: Attune's admission
+/// holds and releases the Job; in Kueue mode only Kueue does (the operator reaches it
+/// through the Workload, for `runPolicy.suspend`).
+fn run_or_hold(b: &mut Builder<'_>, latest: &AttemptView) -> bool {
     let observed = b.observed;
     let policy = &observed.job.spec.run_policy;
-    let held = latest
-        .job
-        .spec
-        .as_ref()
-        .and_then(|s| s.suspend)
-        .unwrap_or(false);
+    let held = suspended(&latest.job);
+    if kueue_mode(b) {
+        // Only a Workload this job's suspension deactivated is activated again: Kueue (or an
+        // administrator) may deactivate one for reasons of its own.
+        let seen = observed.kueue.as_ref();
+        let resumes = conditions::is_true(&b.status.conditions, condition::SUSPENDED);
+        if let Some(seen) = seen
+            && let Some(workload) = &seen.workload
+            && (if policy.suspend {
+                seen.active
+            } else {
+                !seen.active && resumes
+            })
+        {
+            b.actions
+                .push(Action::ActivateWorkload(workload.clone(), !policy.suspend));
+        }
+        let verdict = seen.map(|s| &s.verdict);
+        let evicted = matches!(verdict, Some(Verdict::Evicted { .. }));
+        let admitted = matches!(verdict, Some(Verdict::Admitted { .. }));
+        return !policy.suspend && !evicted && (!held || admitted);
+    }
     // A held attempt resumes only when admission grants it GPUs again; a running one stops
     // when admission preempts it.
     let preempted = matches!(observed.admission, Admission::Preempted { .. });
@@ -638,6 +742,15 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
     if held == run {
         b.actions.push(Action::Suspend(latest.number, !run));
     }
+    run
+}
+
+/// The attempt runs (or waits to): suspension, deadlines, stalls, and what the pod shows.
+fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
+    let observed = b.observed;
+    let policy = &observed.job.spec.run_policy;
+    let held = suspended(&latest.job);
+    let run = run_or_hold(b, latest);
     let pod = latest.pod.as_ref().filter(|p| {
         p.metadata.deletion_timestamp.is_none()
             && !matches!(
@@ -676,6 +789,10 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
         b.fail("DeadlineExceeded", message);
         return;
     }
+    if !run && let Some(seen) = &observed.kueue {
+        kueue_waits(b, latest.number, &seen.verdict);
+        return;
+    }
     if !run {
         admitted(b, &format!("resuming attempt {}", latest.number));
         b.condition(
@@ -689,7 +806,15 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
     if held {
         admitted(b, "");
     }
-    if held && conditions::is_true(&b.status.conditions, condition::PREEMPTED) {
+    if let Some(Verdict::Admitted { cluster_queue }) = observed.kueue.as_ref().map(|s| &s.verdict) {
+        b.condition(
+            condition::ADMITTED,
+            true,
+            "Admitted",
+            format!("admitted by Kueue ClusterQueue {cluster_queue}"),
+        );
+    }
+    if (held || kueue_mode(b)) && conditions::is_true(&b.status.conditions, condition::PREEMPTED) {
         b.condition(
             condition::PREEMPTED,
             false,

@@ -6,6 +6,7 @@ pub mod decide;
 mod invalid;
 mod isolation;
 pub mod job_file;
+pub mod kueue;
 pub mod outcome;
 pub mod publish;
 mod reconcile;

@@ -14,8 +14,12 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::children;
-use super::decide::{Action, AttemptView, Observed, STOPPED_ANNOTATION, decide, refused};
+use super::decide::{
+    Action, AttemptView, Observed, STOPPED_ANNOTATION, condition, decide, refused,
+};
+use super::kueue::{self, KueueView};
 use super::publish::trained_model_name;
+use crate::conditions;
 use crate::context::{Context, GuardedJob};
 use crate::error::{Error, Result};
 use crate::metrics::{ReconcileTimer, ResultLabels};
@@ -116,6 +120,7 @@ struct World {
     attempts: Vec<AttemptView>,
     live: Option<crate::progress::Live>,
     published: Option<TrainedModel>,
+    kueue: Option<KueueView>,
 }
 
 impl World {
@@ -135,6 +140,7 @@ impl World {
             attempts: Vec::new(),
             live: context.live.get(key),
             published: None,
+            kueue: None,
         };
         let finished = job
             .status
@@ -189,6 +195,7 @@ impl World {
             .models
             .get(&ObjectRef::new(&name))
             .map(|c| CachedModel::clone(&c));
+        world.kueue = kueue_view(job, &world.attempts, context, namespace).await?;
         if world.attempts.iter().any(|a| succeeded(&a.job)) {
             let models: Api<TrainedModel> = Api::namespaced(context.client.clone(), namespace);
             world.published = models.get_opt(&trained_model_name(job)).await?;
@@ -206,8 +213,37 @@ impl World {
             live: self.live.clone(),
             published: self.published.as_ref(),
             admission,
+            kueue: self.kueue.clone(),
         }
     }
+}
+
+/// In Kueue mode, what Kueue says of the latest attempt, read while Kueue decides anything the
+/// job's status does not show yet: before the first attempt (whether Kueue is installed),
+/// while the Job is held, under `runPolicy.suspend`, and until the status shows Kueue's
+/// admission. A running job that shows it is not read again (each read is a list).
+async fn kueue_view(
+    job: &FineTuneJob,
+    attempts: &[AttemptView],
+    context: &Context,
+    namespace: &str,
+) -> Result<Option<KueueView>> {
+    if job.spec.queue_name.is_none() {
+        return Ok(None);
+    }
+    let latest = attempts.last();
+    let shown = job
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, condition::ADMITTED));
+    let held = latest.is_none_or(|a| a.job.spec.as_ref().and_then(|s| s.suspend) == Some(true));
+    if !held && !job.spec.run_policy.suspend && shown {
+        return Ok(None);
+    }
+    let uid = latest.and_then(|a| a.job.uid());
+    Ok(Some(
+        kueue::observe(context.client.clone(), namespace, uid.as_deref()).await?,
+    ))
 }
 
 fn succeeded(batch: &Job) -> bool {
@@ -310,7 +346,15 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
             )
             .await?;
         }
+        Action::ActivateWorkload(workload, active) => {
+            kueue::activate(client, &namespace, workload, *active).await?;
+        }
         Action::StopAttempt(number, why) => {
+            if job.spec.queue_name.is_some() {
+                // Kueue would release a Job it admitted that anyone else suspends: the
+                // attempt's Workload is deactivated first, so that Kueue stops it for good.
+                stop_workload(job, &client, &namespace, *number, world).await?;
+            }
             let patch = json!({
                 "metadata": { "annotations": { STOPPED_ANNOTATION: why } },
                 "spec": { "suspend": true },
@@ -329,6 +373,30 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
             }
         }
         Action::DeleteChildren => children::delete_all(job, client).await?,
+    }
+    Ok(())
+}
+
+/// Deactivates the Workload of attempt `number`'s Job, if Kueue made one.
+async fn stop_workload(
+    job: &FineTuneJob,
+    client: &kube::Client,
+    namespace: &str,
+    number: u32,
+    world: &World,
+) -> Result<()> {
+    let uid = world
+        .attempts
+        .iter()
+        .find(|a| a.number == number)
+        .and_then(|a| a.job.uid());
+    let Some(uid) = uid else {
+        return Ok(());
+    };
+    let seen = kueue::observe(client.clone(), namespace, Some(&uid)).await?;
+    if let Some(workload) = seen.workload {
+        kueue::activate(client.clone(), namespace, &workload, false).await?;
+        tracing::info!(%namespace, job = %job.name_any(), %workload, "deactivated the attempt's Kueue Workload");
     }
     Ok(())
 }

@@ -5,11 +5,13 @@ use attune_crds::{CachedModel, FineTuneJob, Phase, TrainedModel};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::children::trainer_job;
 use super::decide::{Action, AttemptView, Decision, Observed, decide};
 use super::job_file::job_file;
+use super::kueue::{KueueView, QUEUE_NAME_LABEL, Verdict};
 use crate::config::OperatorConfig;
 use crate::tenancy::Admission;
 
@@ -111,6 +113,7 @@ struct World {
     missing: Vec<String>,
     published: Option<TrainedModel>,
     admission: Admission,
+    kueue: Option<KueueView>,
     now: i64,
 }
 
@@ -123,6 +126,7 @@ impl World {
             missing: Vec::new(),
             published: None,
             admission: Admission::Unmetered("no Tenant owns namespace team-a".to_owned()),
+            kueue: None,
             now: NOW,
         }
     }
@@ -137,6 +141,7 @@ impl World {
             live: None,
             published: self.published.as_ref(),
             admission: self.admission.clone(),
+            kueue: self.kueue.clone(),
         })
     }
 }
@@ -813,4 +818,226 @@ fn references_into_other_namespaces_are_refused() {
         "{message}"
     );
     assert!(decision.actions.is_empty());
+}
+
+/// A job in Kueue mode, and what Kueue says of its latest attempt.
+fn kueue_world(verdict: Verdict, active: bool) -> World {
+    let mut world = World::new(minimal());
+    world.job.spec.queue_name = Some("gpus".to_owned());
+    world.admission = Admission::Unmetered("Kueue admits this job".to_owned());
+    world.kueue = Some(KueueView {
+        workload: Some("job-news-topics-1-ab12c".to_owned()),
+        active,
+        verdict,
+    });
+    world
+}
+
+fn kueue_pending() -> Verdict {
+    Verdict::Pending {
+        reason: "KueuePending".to_owned(),
+        message: "couldn't assign flavors to pod set main: insufficient unused quota for \
+                  nvidia.com/gpu in flavor gpu, 1 more needed"
+            .to_owned(),
+    }
+}
+
+#[test]
+fn kueue_mode_creates_the_job_held_with_the_queue_label() {
+    let mut job = minimal();
+    job.spec.queue_name = Some("gpus".to_owned());
+    let batch = trainer_job(&job, &config(), 1, None);
+    assert_eq!(batch.spec.as_ref().and_then(|s| s.suspend), Some(true));
+    assert_eq!(
+        batch.labels().get(QUEUE_NAME_LABEL).map(String::as_str),
+        Some("gpus")
+    );
+    // On the Job only: Kueue's pod integration must not take the pod too.
+    let template = batch
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref());
+    assert!(
+        template
+            .and_then(|m| m.labels.as_ref())
+            .is_some_and(|l| !l.contains_key(QUEUE_NAME_LABEL))
+    );
+
+    let plain = trainer_job(&minimal(), &config(), 1, None);
+    assert_eq!(plain.spec.as_ref().and_then(|s| s.suspend), Some(false));
+    assert!(!plain.labels().contains_key(QUEUE_NAME_LABEL));
+}
+
+#[test]
+fn kueue_mode_skips_attunes_quota_and_waits_for_kueue() {
+    let mut world = kueue_world(Verdict::NotInstalled, true);
+    world.kueue.as_mut().expect("a view").workload = None;
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Pending));
+    assert!(
+        decision
+            .status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("Kueue is not installed")),
+        "{:?}",
+        decision.status.message
+    );
+
+    let world = kueue_world(kueue_pending(), true);
+    let decision = world.decide();
+    assert_eq!(decision.actions, [Action::CreateAttempt(1)]);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert!(
+        decision.status.start_time.is_none(),
+        "the deadline counts from Kueue's admission"
+    );
+    assert!(decision.requeue.is_some());
+}
+
+#[test]
+fn kueue_mode_never_releases_the_job_itself() {
+    // Held, Kueue has no quota: the Job stays held, the status quotes Kueue.
+    let mut world = kueue_world(kueue_pending(), true);
+    world.attempts = vec![attempt(1, batch_job(json!([]), true), None)];
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert_eq!(reason(&decision), "KueuePending");
+    let admitted = condition(&decision, "Admitted");
+    assert_eq!(admitted.status, "False");
+    assert!(
+        admitted.message.contains("insufficient unused quota"),
+        "{}",
+        admitted.message
+    );
+    assert!(decision.requeue.is_some(), "the Workload is not watched");
+
+    // Kueue admitted it but has not released the Job yet: still no Suspend from the operator.
+    world.kueue = Some(KueueView {
+        workload: Some("w".to_owned()),
+        active: true,
+        verdict: Verdict::Admitted {
+            cluster_queue: "team-gpus".to_owned(),
+        },
+    });
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(reason(&decision), "Starting");
+
+    // Released by Kueue: it runs, admitted by Kueue's ClusterQueue.
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), false),
+        Some(running("2027-01-15T08:01:00Z")),
+    )];
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Running));
+    assert_eq!(
+        condition(&decision, "Admitted").message,
+        "admitted by Kueue ClusterQueue team-gpus"
+    );
+    assert!(decision.status.start_time.is_some());
+
+    // Preempted by Kueue: Queued with Kueue's words, the same attempt, nothing done by Attune.
+    world.job.status = Some(decision.status);
+    world.kueue = Some(KueueView {
+        workload: Some("w".to_owned()),
+        active: true,
+        verdict: Verdict::Evicted {
+            preempted: true,
+            message: "Preempted to accommodate a workload (UID: 42)".to_owned(),
+        },
+    });
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), true),
+        Some(running("2027-01-15T08:01:00Z")),
+    )];
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert_eq!(reason(&decision), "KueuePreempted");
+    assert_eq!(decision.status.attempts, 1);
+    assert_eq!(condition(&decision, "Preempted").status, "True");
+
+    // Admitted again: resumes in the same attempt; still Kueue's doing.
+    world.job.status = Some(decision.status);
+    world.kueue = Some(KueueView {
+        workload: Some("w".to_owned()),
+        active: true,
+        verdict: Verdict::Admitted {
+            cluster_queue: "team-gpus".to_owned(),
+        },
+    });
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), false),
+        Some(running("2027-01-15T08:03:00Z")),
+    )];
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.status.attempts, 1);
+    assert_eq!(condition(&decision, "Preempted").status, "False");
+}
+
+#[test]
+fn kueue_mode_suspends_through_the_workload() {
+    let mut world = kueue_world(
+        Verdict::Admitted {
+            cluster_queue: "q".to_owned(),
+        },
+        true,
+    );
+    world.job.spec.run_policy.suspend = true;
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), false),
+        Some(running("2027-01-15T08:01:00Z")),
+    )];
+    let decision = world.decide();
+    assert_eq!(
+        decision.actions,
+        [Action::ActivateWorkload(
+            "job-news-topics-1-ab12c".to_owned(),
+            false
+        )]
+    );
+    assert_eq!(decision.status.phase, Some(Phase::Suspended));
+
+    // Resumed: the Workload this suspension deactivated is activated again.
+    world.job.status = Some(decision.status);
+    world.job.spec.run_policy.suspend = false;
+    world.kueue = Some(KueueView {
+        workload: Some("job-news-topics-1-ab12c".to_owned()),
+        active: false,
+        verdict: Verdict::Evicted {
+            preempted: false,
+            message: "The workload is deactivated".to_owned(),
+        },
+    });
+    world.attempts = vec![attempt(1, batch_job(json!([]), true), None)];
+    let decision = world.decide();
+    assert_eq!(
+        decision.actions,
+        [Action::ActivateWorkload(
+            "job-news-topics-1-ab12c".to_owned(),
+            true
+        )]
+    );
+
+    // A Workload someone else deactivated stays so.
+    let mut world = kueue_world(
+        Verdict::Evicted {
+            preempted: false,
+            message: "deactivated".to_owned(),
+        },
+        false,
+    );
+    world.attempts = vec![attempt(1, batch_job(json!([]), true), None)];
+    let decision = world.decide();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(reason(&decision), "KueueEvicted");
 }

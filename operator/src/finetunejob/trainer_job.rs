@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::job_file::{data_file, output_dir, paths};
+use super::kueue::QUEUE_NAME_LABEL;
 use crate::config::{MODEL_CACHE_VOLUME, OperatorConfig};
 use crate::names;
 use crate::pod::{env, mount, pod_spec, scratch_volume, single_pod_job, trainer_container};
@@ -35,7 +36,8 @@ pub struct Attempt<'a> {
     pub cache_subdir: &'a str,
     /// The full progress URL of this job.
     pub progress_url: &'a str,
-    /// Whether the attempt is held (`runPolicy.suspend`).
+    /// Whether the attempt is held (`runPolicy.suspend`). A job in Kueue mode
+    /// (`spec.queueName`) is always created held: Kueue releases it.
     pub suspend: bool,
 }
 
@@ -227,11 +229,19 @@ pub fn trainer_job(job: &FineTuneJob, config: &OperatorConfig, attempt: &Attempt
         attempt_labels(job, attempt.number),
         pod,
     );
-    if let Some(spec) = batch.spec.as_mut() {
-        spec.suspend = Some(attempt.suspend);
-        spec.pod_failure_policy = Some(PodFailurePolicy {
+    if let Some(queue) = &spec.queue_name {
+        batch
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert(QUEUE_NAME_LABEL.to_owned(), queue.clone());
+    }
+    if let Some(batch_spec) = batch.spec.as_mut() {
+        batch_spec.suspend = Some(attempt.suspend || spec.queue_name.is_some());
+        batch_spec.pod_failure_policy = Some(PodFailurePolicy {
             rules: vec![
-                // SIGTERM after a checkpoint (suspension, eviction) is no failure.
+                // SIGTERM after a checkpoint (suspension, eviction, Kueue's preemption) is no
+                // failure.
                 PodFailurePolicyRule {
                     action: "Ignore".to_owned(),
                     on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
