@@ -16,11 +16,11 @@
 //! `tests/bench/footprint` brings up the cluster (with `ATTUNE_AUDIT_WRITES=1`), builds and runs
 //! this, and tears the cluster down; see its header for the options.
 
-mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 mod observe;
-mod operator;
 mod report;
-mod workload;
+mod writes;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,11 +28,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 
-use crate::cluster::Cluster;
+use serde_json::json;
+
+use crate::common::cluster::Cluster;
+use crate::common::operator::OperatorProcess;
+use crate::common::workload::{NewJob, Workload, job};
 use crate::observe::Observer;
-use crate::operator::OperatorProcess;
 use crate::report::{Phase, Report};
-use crate::workload::Workload;
+use crate::writes::WriteCounter;
 
 /// Measures attune-operator with N FineTuneJobs on the harness cluster of `KUBECONFIG`.
 #[derive(Debug, Parser)]
@@ -68,15 +71,17 @@ async fn main() -> anyhow::Result<()> {
     // kube's TLS stack: the workspace enables two crypto providers, so name one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cluster = Cluster::from_env().await?;
-    let workload = Workload::new(&cluster, "footprint");
+    let counter = WriteCounter::from_env()?;
+    let workload = Workload::new(&cluster, "footprint", &[]);
     workload
         .prepare()
         .await
         .context("preparing the namespace")?;
-    let operator = OperatorProcess::start(&cluster, &workload, &args.operator, &args.out)
+    let operator = OperatorProcess::start(&cluster, &workload, &args.operator, &args.out, |_| {})
         .await
         .context("starting the operator")?;
-    let observer = Observer::start(&cluster, &workload.namespace);
+    let namespace = &workload.namespaces[0];
+    let observer = Observer::start(&cluster, namespace);
     let stall = Duration::from_secs(args.stall_seconds);
     let mut report = Report {
         jobs: args.jobs,
@@ -86,11 +91,19 @@ async fn main() -> anyhow::Result<()> {
         ..Report::default()
     };
 
-    let before = cluster.writes().await?;
+    let before = counter.snapshot().await?;
     let started = Instant::now();
-    let created = workload
-        .create_jobs(args.jobs, args.parallel, args.rate)
-        .await?;
+    let jobs = (0..args.jobs)
+        .map(|i| {
+            let name = format!("job-{i}");
+            NewJob {
+                namespace: namespace.clone(),
+                manifest: job(&name, json!({ "gpus": 1 })),
+                name,
+            }
+        })
+        .collect();
+    let created = workload.create_jobs(jobs, args.parallel, args.rate).await?;
     report.creating = started.elapsed();
     observer
         .wait(
@@ -99,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
             |s| s.running(args.jobs),
         )
         .await?;
-    let running = cluster.writes().await?;
+    let running = counter.snapshot().await?;
     report.phases.push(Phase {
         name: "create → Running",
         took: started.elapsed(),
@@ -121,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
                 s.finished(args.jobs)
             })
             .await?;
-        let done = cluster.writes().await?;
+        let done = counter.snapshot().await?;
         report.phases.push(Phase {
             name: "pods ended → done",
             took: finishing.elapsed(),

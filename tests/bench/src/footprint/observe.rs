@@ -3,21 +3,18 @@
 //! and FineTuneJobs (every change of phase or reason, i.e. each transition).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use attune_crds::FineTuneJob;
 use attune_operator::names::JOB_LABEL;
-use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
-use kube::runtime::watcher::Event;
 use kube::{Api, ResourceExt};
 
-use crate::cluster::Cluster;
+use crate::common::cluster::Cluster;
+use crate::common::watch::{Change, Watched};
+use crate::common::workload::TrainerPod;
 
 /// One FineTuneJob as its watch saw it.
 #[derive(Debug, Default)]
@@ -38,7 +35,6 @@ pub struct Seen {
     jobs: HashMap<String, Instant>,
     pods: HashMap<String, (String, Option<Instant>)>,
     tracks: HashMap<String, Track>,
-    changed: Instant,
 }
 
 impl Seen {
@@ -78,7 +74,8 @@ impl Seen {
 
 /// The watches.
 pub struct Observer {
-    seen: Arc<Mutex<Seen>>,
+    namespace: String,
+    seen: Watched<Seen>,
 }
 
 /// The FineTuneJob a child belongs to: its `attune.dev/job` label (the job's name, as the
@@ -90,22 +87,24 @@ fn owner(object: &impl ResourceExt) -> Option<String> {
 impl Observer {
     /// Starts watching `namespace`.
     pub fn start(cluster: &Cluster, namespace: &str) -> Self {
-        let seen = Arc::new(Mutex::new(Seen {
+        let seen = Watched::new(Seen {
             jobs: HashMap::new(),
             pods: HashMap::new(),
             tracks: HashMap::new(),
-            changed: Instant::now(),
-        }));
+        });
         let children = watcher::Config::default().labels(JOB_LABEL);
         let client = cluster.client.clone();
         let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-        spawn_watch(watcher(jobs, children.clone()), &seen, |seen, job, now| {
-            if let Some(name) = owner(&job) {
+        seen.watch(watcher(jobs, children.clone()), |seen, change, now| {
+            if let Change::Applied(job) = change
+                && let Some(name) = owner(&job)
+            {
                 seen.jobs.entry(name).or_insert(now);
             }
         });
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        spawn_watch(watcher(pods, children), &seen, |seen, pod, now| {
+        seen.watch(watcher(pods, children), |seen, change, now| {
+            let Change::Applied(pod) = change else { return };
             let Some(name) = owner(&pod) else { return };
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             let entry = seen.pods.entry(name).or_insert((pod.name_any(), None));
@@ -116,7 +115,8 @@ impl Observer {
         });
         let fine_tune_jobs: Api<FineTuneJob> = Api::namespaced(client, namespace);
         let all = watcher::Config::default();
-        spawn_watch(watcher(fine_tune_jobs, all), &seen, |seen, job, now| {
+        seen.watch(watcher(fine_tune_jobs, all), |seen, change, now| {
+            let Change::Applied(job) = change else { return };
             let Some(status) = &job.status else { return };
             let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
             let reason = status.reason.clone().unwrap_or_default();
@@ -139,11 +139,10 @@ impl Observer {
                 }
             }
         });
-        Self { seen }
-    }
-
-    fn seen(&self) -> MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+        Self {
+            namespace: namespace.to_owned(),
+            seen,
+        }
     }
 
     /// Waits until `done` holds; fails when nothing changed for `stall`.
@@ -153,97 +152,70 @@ impl Observer {
         stall: Duration,
         done: impl Fn(&Seen) -> bool,
     ) -> anyhow::Result<()> {
-        loop {
-            {
-                let seen = self.seen();
-                if done(&seen) {
-                    return Ok(());
-                }
-                if seen.changed.elapsed() > stall {
-                    bail!(
-                        "waited for {what}; nothing changed for {stall:?}: {}",
-                        seen.summary()
-                    );
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.seen.wait(what, stall, done, Seen::summary).await
     }
 
     /// Transitions seen so far, over all jobs.
     pub fn transitions(&self) -> u64 {
-        self.seen().tracks.values().map(|t| t.transitions).sum()
+        self.seen
+            .read(|seen| seen.tracks.values().map(|t| t.transitions).sum())
     }
 
     /// For each job in `created` (name → when its create returned), how long until its Job
     /// appeared.
     pub fn job_latencies(&self, created: &HashMap<String, Instant>) -> Vec<Duration> {
-        let seen = self.seen();
-        created
-            .iter()
-            .filter_map(|(name, at)| Some(seen.jobs.get(name)?.saturating_duration_since(*at)))
-            .collect()
+        self.seen.read(|seen| {
+            created
+                .iter()
+                .filter_map(|(name, at)| Some(seen.jobs.get(name)?.saturating_duration_since(*at)))
+                .collect()
+        })
     }
 
     /// When the last Job appeared, from `start`.
     pub fn last_job_after(&self, start: Instant) -> Duration {
-        since(start, self.seen().jobs.values().max().copied())
+        since(
+            start,
+            self.seen.read(|seen| seen.jobs.values().max().copied()),
+        )
     }
 
     /// When the last trainer pod started running, from `start`.
     pub fn all_pods_running_after(&self, start: Instant) -> Duration {
         since(
             start,
-            self.seen().pods.values().filter_map(|(_, run)| *run).max(),
+            self.seen
+                .read(|seen| seen.pods.values().filter_map(|(_, run)| *run).max()),
         )
     }
 
     /// The jobs that failed, as `job: reason: message`.
     pub fn failures(&self) -> Vec<String> {
-        let seen = self.seen();
-        let mut failures: Vec<String> = seen
-            .tracks
-            .iter()
-            .filter_map(|(job, t)| Some(format!("{job}: {}", t.failure.as_ref()?)))
-            .collect();
+        let mut failures: Vec<String> = self.seen.read(|seen| {
+            seen.tracks
+                .iter()
+                .filter_map(|(job, t)| Some(format!("{job}: {}", t.failure.as_ref()?)))
+                .collect()
+        });
         failures.sort();
         failures
     }
 
-    /// The trainer pods, as (job, pod) names.
-    pub fn trainer_pods(&self) -> Vec<(String, String)> {
-        let seen = self.seen();
-        seen.pods
-            .iter()
-            .map(|(job, (pod, _))| (job.clone(), pod.clone()))
-            .collect()
+    /// The trainer pods.
+    pub fn trainer_pods(&self) -> Vec<TrainerPod> {
+        self.seen.read(|seen| {
+            seen.pods
+                .iter()
+                .map(|(job, (pod, _))| TrainerPod {
+                    namespace: self.namespace.clone(),
+                    job: job.clone(),
+                    pod: pod.clone(),
+                })
+                .collect()
+        })
     }
 }
 
 fn since(start: Instant, last: Option<Instant>) -> Duration {
     last.map_or(Duration::ZERO, |last| last.saturating_duration_since(start))
-}
-
-/// Feeds each object the watch applies to `record`, with the time it arrived.
-fn spawn_watch<K: Send + 'static>(
-    stream: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
-    seen: &Arc<Mutex<Seen>>,
-    record: impl Fn(&mut Seen, K, Instant) + Send + 'static,
-) {
-    let seen = Arc::clone(seen);
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream.default_backoff());
-        while let Some(event) = stream.next().await {
-            let now = Instant::now();
-            match event {
-                Ok(Event::Apply(object) | Event::InitApply(object)) => {
-                    let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-                    record(&mut seen, object, now);
-                    seen.changed = now;
-                }
-                Ok(_) => {}
-                Err(error) => eprintln!("footprint: watch error (retried with backoff): {error}"),
-            }
-        }
-    });
 }

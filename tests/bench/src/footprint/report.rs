@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::cluster::WriteDelta;
-use crate::operator::Usage;
+use crate::common::operator::Usage;
+use crate::common::stats::{quantile, secs};
+use crate::writes::WriteDelta;
 
 /// One stretch of the run.
 #[derive(Debug)]
@@ -46,15 +47,6 @@ pub struct Report {
     pub failures: Vec<String>,
 }
 
-/// The nearest-rank `q` quantile of sorted `values`.
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Milliseconds, or seconds from 10 s on.
 fn ms(d: Duration) -> String {
     if d < Duration::from_secs(10) {
@@ -62,10 +54,6 @@ fn ms(d: Duration) -> String {
     } else {
         secs(d)
     }
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
 }
 
 impl Report {
@@ -113,10 +101,14 @@ impl Report {
         let usage = &self.operator;
         Self::row(
             "operator peak RSS (VmHWM)",
-            &format!("{:.1} MiB", usage.peak_rss_kib as f64 / 1024.0),
+            &format!("{:.1} MiB", usage.process.peak_rss_mib()),
             "< 64 MiB",
         );
-        Self::row("operator CPU time (user + system)", &secs(usage.cpu), "");
+        Self::row(
+            "operator CPU time (user + system)",
+            &secs(usage.process.cpu),
+            "",
+        );
         Self::row(
             "FineTuneJob reconciles per job (failed in all)",
             &format!(
@@ -176,20 +168,5 @@ impl Report {
                 *operator as f64 / jobs
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_quantiles() {
-        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(quantile(&values, 0.5), Duration::from_millis(50));
-        assert_eq!(quantile(&values, 0.99), Duration::from_millis(99));
-        assert_eq!(quantile(&values, 1.0), Duration::from_millis(100));
-        assert_eq!(quantile(&values[..1], 0.99), Duration::from_millis(1));
-        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
     }
 }

@@ -1,5 +1,5 @@
 //! `attune-operator` as a process, configured as a platform team would run it (leader election
-//! on, JSON logs, the default concurrency) for the benchmark's namespace, with trainer pods left
+//! on, JSON logs, the default concurrency) for the benchmark's namespaces, with trainer pods left
 //! to the scheduler (so they land on the simulated GPU nodes) and a model cache on a claim.
 
 use std::path::Path;
@@ -7,10 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::cluster::Cluster;
-use crate::workload::Workload;
+use super::cluster::Cluster;
+use super::process::ProcessUsage;
+use super::workload::Workload;
 
 #[path = "../../../e2e/support/http.rs"]
 mod http;
@@ -25,10 +26,8 @@ pub struct OperatorProcess {
 /// What the operator used.
 #[derive(Debug, Default)]
 pub struct Usage {
-    /// Peak resident set (`VmHWM`), KiB.
-    pub peak_rss_kib: u64,
-    /// User + system CPU time.
-    pub cpu: Duration,
+    /// Its peak RSS and CPU time.
+    pub process: ProcessUsage,
     /// FineTuneJob reconciles (its `attune_reconciles_total`).
     pub reconciles: u64,
     /// Failed FineTuneJob reconciles (`attune_reconcile_errors_total`).
@@ -43,26 +42,29 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl OperatorProcess {
-    /// Starts `binary` with its config and log in `out`, and waits until it leads.
+    /// Starts `binary` for `workload`'s namespaces with its config (`configure` may add to it)
+    /// and log in `out`, and waits until it leads.
     pub async fn start(
         cluster: &Cluster,
         workload: &Workload,
         binary: &Path,
         out: &Path,
+        configure: impl FnOnce(&mut Value),
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(out)?;
         let progress = format!("127.0.0.1:{}", free_port()?);
         let metrics = format!("127.0.0.1:{}", free_port()?);
-        let config = json!({
-            "instance": workload.namespace,
+        let mut config = json!({
+            "instance": workload.instance,
             "namespace": workload.operator_namespace,
-            "watchNamespaces": [workload.namespace],
+            "watchNamespaces": workload.namespaces,
             "trainer": { "image": "attune-bench/simulated", "command": ["attune-trainer"] },
             "modelCache": { "volume": { "persistentVolumeClaim": { "claimName": "model-cache" } } },
             "hub": { "endpoint": "http://127.0.0.1:9" },
             "progress": { "url": format!("http://{progress}"), "listen": progress },
             "metrics": { "listen": metrics },
         });
+        configure(&mut config);
         let config_file = out.join("config.yaml");
         std::fs::write(&config_file, config.to_string())?;
         let log = std::fs::File::create(out.join("operator.log"))?;
@@ -99,24 +101,7 @@ impl OperatorProcess {
 
     /// What the process used so far.
     pub fn usage(&self) -> anyhow::Result<Usage> {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let peak_rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM in /proc/PID/status")?;
-        // utime and stime: fields 14 and 15, counted after the parenthesised command name.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-            .sum();
+        let process = ProcessUsage::of(self.child.id())?;
         let (_, metrics) = self.get("/metrics")?;
         let counter = |name: &str| {
             metrics
@@ -126,9 +111,7 @@ impl OperatorProcess {
                 .sum::<f64>() as u64
         };
         Ok(Usage {
-            peak_rss_kib,
-            // USER_HZ is 100 on Linux.
-            cpu: Duration::from_millis(ticks * 10),
+            process,
             reconciles: counter("attune_reconciles_total"),
             reconcile_errors: counter("attune_reconcile_errors_total"),
         })

@@ -1,43 +1,31 @@
-//! The harness cluster as the benchmark sees it: an admin client, the operator's own identity,
-//! and two counts of API writes — every write the API server served (its
-//! `apiserver_request_total`) and the operator's (the audit log `tests/cluster/up` writes with
-//! `ATTUNE_AUDIT_WRITES=1`, which names the user of each request).
+//! Two counts of API writes: every write the API server served (its `apiserver_request_total`)
+//! and the operator's (the audit log `tests/cluster/up` writes with `ATTUNE_AUDIT_WRITES=1`,
+//! which names the user of each request).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
-use k8s_openapi::api::core::v1::Node;
-use kube::Api;
-use kube::api::ListParams;
+use anyhow::bail;
 use serde_json::Value;
 
-/// The user the operator authenticates as (a static token of `tests/cluster/up`).
-pub const OPERATOR_USER: &str = "attune-operator";
+use crate::common::cluster::setting;
 
-/// The cluster of `KUBECONFIG` and `cluster.env`'s settings.
-pub struct Cluster {
-    /// An admin client.
-    pub client: kube::Client,
-    /// The kubeconfig of [`OPERATOR_USER`].
-    pub operator_kubeconfig: PathBuf,
+/// The user the operator authenticates as (a static token of `tests/cluster/up`).
+const OPERATOR_USER: &str = "attune-operator";
+
+/// Where the counts come from: kubectl (for the API server's `/metrics`) and the audit log of
+/// `cluster.env`'s cluster.
+pub struct WriteCounter {
     kubectl: PathBuf,
     audit_log: PathBuf,
 }
 
-fn setting(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .with_context(|| format!("{name} is not set: source the cluster's cluster.env (set -a)"))
-}
-
-impl Cluster {
-    /// The cluster of the environment (`KUBECONFIG`, `ATTUNE_KUBECTL`, `ATTUNE_CLUSTER_DIR`,
-    /// `ATTUNE_OPERATOR_KUBECONFIG`: `cluster.env`).
-    pub async fn from_env() -> anyhow::Result<Self> {
+impl WriteCounter {
+    /// The counter of the environment's cluster (`ATTUNE_KUBECTL`, `ATTUNE_CLUSTER_DIR`), which
+    /// must keep an audit log.
+    pub fn from_env() -> anyhow::Result<Self> {
         let audit_log = PathBuf::from(setting("ATTUNE_CLUSTER_DIR")?).join("logs/audit.log");
         if !audit_log.is_file() {
             bail!(
@@ -46,32 +34,13 @@ impl Cluster {
             );
         }
         Ok(Self {
-            client: kube::Client::try_default()
-                .await
-                .context("connecting with KUBECONFIG")?,
-            operator_kubeconfig: setting("ATTUNE_OPERATOR_KUBECONFIG")?.into(),
             kubectl: setting("ATTUNE_KUBECTL")?.into(),
             audit_log,
         })
     }
 
-    /// The simulated GPU nodes and their GPUs.
-    pub async fn gpu_nodes(&self) -> anyhow::Result<(usize, u64)> {
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let list = nodes
-            .list(&ListParams::default().labels("attune.dev/node-pool=gpu"))
-            .await?;
-        let gpus = list
-            .items
-            .iter()
-            .filter_map(|n| n.status.as_ref()?.capacity.as_ref()?.get("nvidia.com/gpu"))
-            .filter_map(|q| q.0.parse::<u64>().ok())
-            .sum();
-        Ok((list.items.len(), gpus))
-    }
-
     /// Counts of the writes so far.
-    pub async fn writes(&self) -> anyhow::Result<Writes> {
+    pub async fn snapshot(&self) -> anyhow::Result<Writes> {
         let kubectl = self.kubectl.clone();
         let metrics = tokio::task::spawn_blocking(move || {
             Command::new(kubectl)

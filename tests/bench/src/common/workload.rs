@@ -1,5 +1,5 @@
-//! What the benchmark puts on the cluster: a namespace of its own (Pod Security "restricted",
-//! as production namespaces), the data and claims the jobs reference, the base model already
+//! What a benchmark puts on the cluster: namespaces of its own (Pod Security "restricted", as
+//! production namespaces), the data and claims the jobs reference, the base model already
 //! `Ready` in the cache (so no fetch runs), the FineTuneJobs, and the `done` reports that end
 //! their simulated trainer pods.
 
@@ -18,19 +18,42 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::cluster::Cluster;
+use super::cluster::Cluster;
 
 /// The base model of every job (the cache entry says it holds this commit).
 const MODEL: &str = "hf://sentence-transformers/all-MiniLM-L6-v2";
 const COMMIT: &str = "35bcf39a18c158b204f1a5f62e8572d5f6a93a81";
 
-/// The benchmark's namespace and installation.
+/// The benchmark's namespaces and installation.
 pub struct Workload {
     client: Client,
-    /// The jobs' namespace, also the operator's `instance`.
-    pub namespace: String,
+    /// The operator's `instance`, `<prefix>-<unique>`.
+    pub instance: String,
+    /// The jobs' namespaces.
+    pub namespaces: Vec<String>,
     /// The operator's own namespace (its Lease and token key).
     pub operator_namespace: String,
+}
+
+/// A FineTuneJob to create.
+pub struct NewJob {
+    /// Its namespace, one of the workload's.
+    pub namespace: String,
+    /// Its name, unique over the workload's namespaces (children are told apart by it).
+    pub name: String,
+    /// The object, e.g. from [`job`].
+    pub manifest: Value,
+}
+
+/// A trainer pod, by its namespace, its FineTuneJob and its name.
+#[derive(Clone, Debug)]
+pub struct TrainerPod {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// Its FineTuneJob (the `done` report names it).
+    pub job: String,
+    /// The pod's name.
+    pub pod: String,
 }
 
 fn from_json<K: DeserializeOwned>(value: Value) -> anyhow::Result<K> {
@@ -38,40 +61,55 @@ fn from_json<K: DeserializeOwned>(value: Value) -> anyhow::Result<K> {
 }
 
 impl Workload {
-    /// A workload in a new namespace `<prefix>-<unique>`.
-    pub fn new(cluster: &Cluster, prefix: &str) -> Self {
+    /// A workload of installation `<prefix>-<unique>`: its jobs in that namespace when
+    /// `suffixes` is empty, else in one namespace `<prefix>-<unique>-<suffix>` per suffix.
+    pub fn new(cluster: &Cluster, prefix: &str, suffixes: &[String]) -> Self {
         let unique = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() % 100_000);
-        let namespace = format!("{prefix}-{unique}");
+        let instance = format!("{prefix}-{unique}");
+        let namespaces = if suffixes.is_empty() {
+            vec![instance.clone()]
+        } else {
+            suffixes.iter().map(|s| format!("{instance}-{s}")).collect()
+        };
         Self {
             client: cluster.client.clone(),
-            operator_namespace: format!("{namespace}-system"),
-            namespace,
+            operator_namespace: format!("{instance}-system"),
+            instance,
+            namespaces,
         }
     }
 
     /// The name of the cache entry the operator looks up for the jobs' model.
-    pub fn cached_model_name(&self) -> String {
-        names::cached_model(&self.namespace, MODEL, "main", None)
+    fn cached_model_name(&self) -> String {
+        names::cached_model(&self.instance, MODEL, "main", None)
     }
 
-    /// Creates the namespaces, the dataset ConfigMap, the output and model-cache claims, and the
-    /// model's cache entry, `Ready`.
+    /// Creates the namespaces, in each the dataset ConfigMap and the output and model-cache
+    /// claims, and the model's cache entry, `Ready`.
     pub async fn prepare(&self) -> anyhow::Result<()> {
         let post = PostParams::default();
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        for (name, labels) in [
-            (
-                &self.namespace,
-                json!({ "pod-security.kubernetes.io/enforce": "restricted" }),
-            ),
-            (&self.operator_namespace, json!({})),
-        ] {
-            let namespace = json!({ "metadata": { "name": name, "labels": labels } });
-            namespaces.create(&post, &from_json(namespace)?).await?;
+        let operator = json!({ "metadata": { "name": self.operator_namespace } });
+        namespaces.create(&post, &from_json(operator)?).await?;
+        for namespace in &self.namespaces {
+            let restricted = json!({ "metadata": { "name": namespace, "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted" } } });
+            namespaces.create(&post, &from_json(restricted)?).await?;
         }
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
+        for namespace in &self.namespaces {
+            self.prepare_namespace(namespace)
+                .await
+                .with_context(|| format!("preparing namespace {namespace}"))?;
+        }
+        self.cache_ready().await
+    }
+
+    /// The dataset ConfigMap and the claims, once the namespace's default ServiceAccount exists.
+    async fn prepare_namespace(&self, namespace: &str) -> anyhow::Result<()> {
+        let post = PostParams::default();
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         let deadline = Instant::now() + Duration::from_secs(60);
         while accounts.get_opt("default").await?.is_none() {
             anyhow::ensure!(
@@ -80,12 +118,11 @@ impl Workload {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         let rows = "{\"text\": \"wake me at 7\", \"label\": \"set_alarm\"}\n";
         let data = json!({ "metadata": { "name": "intents" }, "data": { "train.jsonl": rows } });
         maps.create(&post, &from_json(data)?).await?;
-        let claims: Api<PersistentVolumeClaim> =
-            Api::namespaced(self.client.clone(), &self.namespace);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         for (claim, mode) in [
             ("models", "ReadWriteOnce"),
             ("model-cache", "ReadWriteMany"),
@@ -96,7 +133,7 @@ impl Workload {
             });
             claims.create(&post, &from_json(claim)?).await?;
         }
-        self.cache_ready().await
+        Ok(())
     }
 
     /// The model's cache entry, as the CachedModel controller leaves it after a fetch.
@@ -106,11 +143,11 @@ impl Workload {
         let entry = json!({
             "apiVersion": "attune.dev/v1alpha1", "kind": "CachedModel",
             "metadata": { "name": name, "labels": {
-                names::INSTANCE_LABEL: self.namespace, names::MANAGED_BY_LABEL: names::MANAGER,
+                names::INSTANCE_LABEL: self.instance, names::MANAGED_BY_LABEL: names::MANAGER,
             } },
             "spec": { "source": MODEL, "revision": "main" },
         });
-        let apply = PatchParams::apply("footprint-bench");
+        let apply = PatchParams::apply("attune-bench");
         caches.patch(&name, &apply, &Patch::Apply(&entry)).await?;
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let status = json!({
@@ -119,7 +156,7 @@ impl Workload {
                 "phase": "Ready", "resolvedRevision": COMMIT, "sizeBytes": 90_000_000,
                 "path": format!("models--sentence-transformers--all-MiniLM-L6-v2/snapshots/{COMMIT}"),
                 "conditions": [{ "type": "Ready", "status": "True", "reason": "Fetched",
-                                 "message": "seeded by the footprint benchmark",
+                                 "message": "seeded by the benchmark",
                                  "lastTransitionTime": now }],
             },
         });
@@ -130,33 +167,31 @@ impl Workload {
         Ok(())
     }
 
-    /// Creates jobs `job-0..n` with `parallel` creates in flight, at most `rate` a second when
-    /// given; returns when each create returned.
+    /// Creates `jobs` in order with `parallel` creates in flight, at most `rate` a second when
+    /// given; returns when each create returned, by job name.
     pub async fn create_jobs(
         &self,
-        n: usize,
+        jobs: Vec<NewJob>,
         parallel: usize,
         rate: Option<f64>,
     ) -> anyhow::Result<HashMap<String, Instant>> {
-        let api: Api<FineTuneJob> = Api::namespaced(self.client.clone(), &self.namespace);
         let start = tokio::time::Instant::now();
-        futures::stream::iter(0..n)
-            .then(|i| async move {
+        futures::stream::iter(jobs.into_iter().enumerate())
+            .then(|(i, job)| async move {
                 if let Some(rate) = rate.filter(|r| *r > 0.0) {
                     tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate))
                         .await;
                 }
-                i
+                job
             })
-            .map(|i| {
-                let api = api.clone();
+            .map(|job| {
+                let api: Api<FineTuneJob> = Api::namespaced(self.client.clone(), &job.namespace);
                 async move {
-                    let name = format!("job-{i}");
-                    let job = from_json::<FineTuneJob>(job(&name))?;
-                    api.create(&PostParams::default(), &job)
+                    let object = from_json::<FineTuneJob>(job.manifest)?;
+                    api.create(&PostParams::default(), &object)
                         .await
-                        .with_context(|| format!("creating FineTuneJob {name}"))?;
-                    anyhow::Ok((name, Instant::now()))
+                        .with_context(|| format!("creating FineTuneJob {}", job.name))?;
+                    anyhow::Ok((job.name, Instant::now()))
                 }
             })
             .buffer_unordered(parallel.max(1))
@@ -166,37 +201,46 @@ impl Workload {
 
     /// Ends each pod as a trainer that finished would: exit 0 with a `done` report as its
     /// termination message (kwok's stages in tests/cluster/kwok.yaml act on the annotations).
-    /// `pods` are (job, pod) names.
+    /// A pod already gone is skipped.
     pub async fn end_trainer_pods(
         &self,
-        pods: &[(String, String)],
+        pods: &[TrainerPod],
         parallel: usize,
     ) -> anyhow::Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         futures::stream::iter(pods)
-            .map(|(job, pod)| {
-                let api = api.clone();
-                async move {
-                    let patch = json!({ "metadata": { "annotations": {
+            .map(
+                |TrainerPod {
+                     namespace,
+                     job,
+                     pod,
+                 }| {
+                    let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+                    async move {
+                        let patch = json!({ "metadata": { "annotations": {
                         "attune.dev/test-exit-code": "0",
                         "attune.dev/test-message": done_report(job),
                         "attune.dev/test-outcome": "succeeded",
                     } } });
-                    api.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .with_context(|| format!("ending pod {pod}"))?;
-                    anyhow::Ok(())
-                }
-            })
+                        match api
+                            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                        {
+                            // Gone meanwhile (preempted): nothing to end.
+                            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+                            other => other.map(drop).with_context(|| format!("ending pod {pod}")),
+                        }
+                    }
+                },
+            )
             .buffer_unordered(parallel.max(1))
             .try_collect()
             .await
     }
 }
 
-/// A FineTuneJob as a user would write it: the model, the task, data from a ConfigMap, one
-/// GPU, the export to claim `models`.
-fn job(name: &str) -> Value {
+/// A FineTuneJob as a user would write it: the model, the task, data from a ConfigMap,
+/// `resources` (e.g. `{"gpus": 1}`), the export to claim `models`.
+pub fn job(name: &str, resources: Value) -> Value {
     json!({
         "apiVersion": "attune.dev/v1alpha1", "kind": "FineTuneJob",
         "metadata": { "name": name },
@@ -204,7 +248,7 @@ fn job(name: &str) -> Value {
             "model": { "source": MODEL },
             "task": { "textClassification": {} },
             "dataset": { "source": { "configMap": { "name": "intents", "key": "train.jsonl" } } },
-            "resources": { "gpus": 1 },
+            "resources": resources,
             "output": { "destination": { "pvc": { "claimName": "models", "path": name } } },
         },
     })
