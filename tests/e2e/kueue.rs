@@ -1,10 +1,16 @@
-//! The real Kueue of `tests/cluster/kueue`, without the operator: the fixture the operator's Kueue
-//! mode is tested against admits suspended Jobs that name a queue within their ClusterQueue's GPU
-//! quota, holds the rest until quota frees, and leaves Jobs without a queue alone.
+//! The real Kueue of `tests/cluster/kueue`: without the operator, the fixture admits suspended
+//! Jobs that name a queue within their ClusterQueue's GPU quota, holds the rest until quota
+//! frees, and leaves Jobs without a queue alone; with it, a FineTuneJob with `spec.queueName`
+//! (Kueue mode) is admitted by Kueue alone and its status shows Kueue's decision.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{KueueQueue, QUEUE_NAME_LABEL, TestNamespace, condition, end_pod, restricted};
+use crate::support::{
+    KueueQueue, Operator, QUEUE_NAME_LABEL, TRAINING_WAIT, TestNamespace, condition, done_event,
+    end_pod, intents_and_models, job, phase, restricted, simulated_trainers, wait_for_job,
+};
 
 /// A Job of one pod asking for `gpus` GPUs; `queue` names a LocalQueue (created suspended, as
 /// Attune creates its Jobs in Kueue mode), `None` leaves it to the Job controller alone.
@@ -154,4 +160,181 @@ fn kueue_leaves_jobs_without_a_queue_name_alone() {
         json!([]),
         "Kueue made Workloads for a Job without a queue"
     );
+}
+
+/// The trainer's Job of attempt 1 of FineTuneJob `name` (made once its model is cached).
+fn attempt_job(ns: &TestNamespace, name: &str) -> Value {
+    wait_for_job(ns, name, "the first attempt", TRAINING_WAIT, |j| {
+        j["status"]["attempts"] == 1
+    });
+    ns.wait_for(
+        &["job", &format!("{name}-1")],
+        &format!("the Job of {name}'s first attempt"),
+        |_| true,
+    )
+}
+
+/// Condition `kind` of a FineTuneJob's status, or null.
+fn ftj_condition<'v>(job: &'v Value, kind: &str) -> &'v Value {
+    condition(job, kind).unwrap_or(&Value::Null)
+}
+
+/// The field managers that last wrote `spec.suspend` of Job `job` other than by its creation's
+/// server-side apply: who released (or held) it.
+fn suspend_writers(ns: &TestNamespace, job: &str) -> Vec<String> {
+    let found = ns
+        .get_json(&["job", job, "--show-managed-fields"])
+        .unwrap_or_else(|| panic!("Job {job}"));
+    found["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["operation"] == "Update" && !m["fieldsV1"]["f:spec"]["f:suspend"].is_null())
+        .filter_map(|m| m["manager"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Ends the running trainer pod of FineTuneJob `name` as a successful trainer would.
+fn finish(ns: &TestNamespace, name: &str) {
+    let pod = running_pod(ns, &format!("{name}-1"));
+    let pod = pod["metadata"]["name"].as_str().expect("a pod name");
+    end_pod(ns, pod, 0, &done_event(name));
+}
+
+#[test]
+fn kueue_mode_jobs_are_admitted_by_kueue_alone_and_show_its_decision() {
+    let Some(ns) = TestNamespace::create("kueue-ftj") else {
+        return;
+    };
+    // Room for one two-GPU job at a time.
+    let Some(queue) = KueueQueue::create(&ns, "gpus", 2, "team") else {
+        return;
+    };
+    let operator = Operator::start_with(&ns, simulated_trainers);
+    intents_and_models(&ns);
+    let spec = json!({ "queueName": queue.name, "resources": { "gpus": 2 } });
+    ns.apply(&job("first", "intents", 1, &spec))
+        .expect_success();
+
+    // The operator creates the Job held, for Kueue; Kueue admits it and releases it.
+    let created = attempt_job(&ns, "first");
+    assert_eq!(
+        created["metadata"]["labels"][QUEUE_NAME_LABEL],
+        queue.name.as_str(),
+        "{}",
+        created["metadata"]
+    );
+    queue.wait_for_workload("first-1", "the first job's Workload Admitted", |w| {
+        is_true(w, "Admitted")
+    });
+    let running = wait_for_job(&ns, "first", "the first job Training", TRAINING_WAIT, |j| {
+        phase(j) == "Running" && j["status"]["reason"] == "Training"
+    });
+    let admitted = ftj_condition(&running, "Admitted");
+    assert_eq!(admitted["status"], "True", "{admitted}");
+    assert_eq!(
+        admitted["message"],
+        format!("admitted by Kueue ClusterQueue {}", queue.cluster_queue),
+        "{admitted}"
+    );
+    assert!(
+        running["status"]["tenant"].is_null(),
+        "a Kueue job counts against no Tenant: {}",
+        running["status"]
+    );
+    let pod = running_pod(&ns, "first-1");
+    assert_eq!(
+        pod["spec"]["nodeSelector"]["attune.dev/node-pool"], "gpu",
+        "Kueue's flavor placed the pod: {}",
+        pod["spec"]
+    );
+
+    // Over the queue's quota: Queued with Kueue's words, and its Job stays held (Attune's own
+    // admission would have let it run: this namespace has no Tenant).
+    ns.apply(&job("second", "intents", 1, &spec))
+        .expect_success();
+    let queued = wait_for_job(
+        &ns,
+        "second",
+        "the second job Queued by Kueue",
+        TRAINING_WAIT,
+        |j| {
+            phase(j) == "Queued"
+                && j["status"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("insufficient unused quota for nvidia.com/gpu"))
+        },
+    );
+    assert_eq!(
+        queued["status"]["reason"], "KueuePending",
+        "{}",
+        queued["status"]
+    );
+    assert_eq!(ftj_condition(&queued, "Admitted")["status"], "False");
+    // Longer than the operator's recheck of a queued Kueue job: it still does not release it.
+    std::thread::sleep(Duration::from_secs(12));
+    let held = attempt_job(&ns, "second");
+    assert_eq!(
+        held["spec"]["suspend"], true,
+        "the operator released it: {}",
+        held["spec"]
+    );
+    assert_eq!(
+        phase(&ns.get_json(&["finetunejob", "second"]).expect("second")),
+        "Queued"
+    );
+
+    // The first finishes; Kueue gives its quota to the second, which runs and finishes too.
+    finish(&ns, "first");
+    let first = wait_for_job(
+        &ns,
+        "first",
+        "the first job to finish",
+        TRAINING_WAIT,
+        |j| matches!(phase(j), "Succeeded" | "Failed"),
+    );
+    assert_eq!(
+        phase(&first),
+        "Succeeded",
+        "{}\n{}",
+        first["status"],
+        operator.log()
+    );
+    queue.wait_for_workload("second-1", "the second job's Workload Admitted", |w| {
+        is_true(w, "Admitted")
+    });
+    wait_for_job(
+        &ns,
+        "second",
+        "the second job Training",
+        TRAINING_WAIT,
+        |j| phase(j) == "Running" && j["status"]["reason"] == "Training",
+    );
+    finish(&ns, "second");
+    let second = wait_for_job(
+        &ns,
+        "second",
+        "the second job to finish",
+        TRAINING_WAIT,
+        |j| matches!(phase(j), "Succeeded" | "Failed"),
+    );
+    assert_eq!(
+        phase(&second),
+        "Succeeded",
+        "{}\n{}",
+        second["status"],
+        operator.log()
+    );
+    for done in [&first, &second] {
+        assert_eq!(done["status"]["attempts"], 1, "{}", done["status"]);
+    }
+    // Kueue released both Jobs; the operator never wrote their suspend field after creating
+    // them held.
+    for job in ["first-1", "second-1"] {
+        let writers = suspend_writers(&ns, job);
+        assert!(
+            !writers.is_empty() && !writers.iter().any(|w| w == "attune-operator"),
+            "spec.suspend of {job} last written by {writers:?}"
+        );
+    }
 }
