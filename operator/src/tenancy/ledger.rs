@@ -635,4 +635,50 @@ mod tests {
         round(&reject, &[&kueue], &[], 0);
         assert!(matches!(reject.admission(&kueue), Admission::Unmetered(m) if m.contains("Kueue")));
     }
+
+    #[test]
+    fn a_kueue_job_uses_none_of_its_tenants_quota_and_is_never_preempted() {
+        // Kueue counts its GPUs in its ClusterQueue: counting them here too would count them
+        // twice, and preempting it would stop a job Attune did not admit.
+        let ledger = Ledger::new(config());
+        let mut kueue = job("kueue", "team-a", "Running", -20);
+        kueue.spec.queue_name = Some("local".into());
+        let plain = job("plain", "team-a", "Queued", -10);
+        let mut priorities = Priorities::default();
+        let decided = round_with(
+            &ledger,
+            &[&kueue, &plain],
+            &[hold("kueue", true)],
+            0,
+            &priorities,
+        );
+        assert!(decided.outcome.preemptions.is_empty());
+        assert!(matches!(
+            ledger.admission(&plain),
+            Admission::Granted { .. }
+        ));
+        assert!(matches!(ledger.admission(&kueue), Admission::Unmetered(_)));
+        // A higher-priority job of the tenant waits for its quota, never for the Kueue job.
+        priorities = Priorities::new(&[serde_json::from_value(
+            json!({ "metadata": { "name": "high" }, "value": 1000 }),
+        )
+        .expect("a PriorityClass")]);
+        let mut high = job("high", "team-a", "Queued", -5);
+        high.spec.resources.priority_class_name = Some("high".into());
+        let decided = round_with(
+            &ledger,
+            &[&kueue, &plain, &high],
+            &[hold("kueue", true), hold("plain", true)],
+            600,
+            &priorities,
+        );
+        let victims: Vec<&str> = decided
+            .outcome
+            .preemptions
+            .iter()
+            .map(|p| p.victim.uid.as_str())
+            .collect();
+        assert_eq!(victims, ["uid-plain"]);
+        assert!(matches!(ledger.admission(&kueue), Admission::Unmetered(_)));
+    }
 }
