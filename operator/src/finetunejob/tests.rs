@@ -833,6 +833,15 @@ fn kueue_world(verdict: Verdict, active: bool) -> World {
     world
 }
 
+/// Kueue's `verdict` on Workload `w`.
+fn said(verdict: Verdict) -> Option<KueueView> {
+    Some(KueueView {
+        workload: Some("w".to_owned()),
+        active: true,
+        verdict,
+    })
+}
+
 fn kueue_pending() -> Verdict {
     Verdict::Pending {
         reason: "KueuePending".to_owned(),
@@ -915,12 +924,8 @@ fn kueue_mode_never_releases_the_job_itself() {
     assert!(decision.requeue.is_some(), "the Workload is not watched");
 
     // Kueue admitted it but has not released the Job yet: still no Suspend from the operator.
-    world.kueue = Some(KueueView {
-        workload: Some("w".to_owned()),
-        active: true,
-        verdict: Verdict::Admitted {
-            cluster_queue: "team-gpus".to_owned(),
-        },
+    world.kueue = said(Verdict::Admitted {
+        cluster_queue: "team-gpus".to_owned(),
     });
     let decision = world.decide();
     assert!(decision.actions.is_empty(), "{:?}", decision.actions);
@@ -943,13 +948,9 @@ fn kueue_mode_never_releases_the_job_itself() {
 
     // Preempted by Kueue: Queued with Kueue's words, the same attempt, nothing done by Attune.
     world.job.status = Some(decision.status);
-    world.kueue = Some(KueueView {
-        workload: Some("w".to_owned()),
-        active: true,
-        verdict: Verdict::Evicted {
-            preempted: true,
-            message: "Preempted to accommodate a workload (UID: 42)".to_owned(),
-        },
+    world.kueue = said(Verdict::Evicted {
+        preempted: true,
+        message: "Preempted to accommodate a workload (UID: 42)".to_owned(),
     });
     world.attempts = vec![attempt(
         1,
@@ -965,12 +966,8 @@ fn kueue_mode_never_releases_the_job_itself() {
 
     // Admitted again: resumes in the same attempt; still Kueue's doing.
     world.job.status = Some(decision.status);
-    world.kueue = Some(KueueView {
-        workload: Some("w".to_owned()),
-        active: true,
-        verdict: Verdict::Admitted {
-            cluster_queue: "team-gpus".to_owned(),
-        },
+    world.kueue = said(Verdict::Admitted {
+        cluster_queue: "team-gpus".to_owned(),
     });
     world.attempts = vec![attempt(
         1,
