@@ -338,3 +338,82 @@ fn kueue_mode_jobs_are_admitted_by_kueue_alone_and_show_its_decision() {
         );
     }
 }
+
+#[test]
+fn a_job_kueue_preempts_waits_and_resumes_in_the_same_attempt() {
+    let Some(ns) = TestNamespace::create("kueue-preempt") else {
+        return;
+    };
+    let Some(queue) = KueueQueue::preempting(&ns, "gpus", 2, "team") else {
+        return;
+    };
+    let urgent = queue
+        .urgent
+        .clone()
+        .expect("a preempting queue's PriorityClass");
+    let operator = Operator::start_with(&ns, simulated_trainers);
+    intents_and_models(&ns);
+    let spec = json!({ "queueName": queue.name, "resources": { "gpus": 2 } });
+    ns.apply(&job("victim", "intents", 1, &spec))
+        .expect_success();
+    wait_for_job(&ns, "victim", "the victim Training", TRAINING_WAIT, |j| {
+        phase(j) == "Running" && j["status"]["reason"] == "Training"
+    });
+
+    // A higher-priority job of the same ClusterQueue: Kueue preempts the victim, whose Job it
+    // suspends; the operator reports it and creates nothing.
+    let urgent_spec = json!({
+        "queueName": queue.name,
+        "resources": { "gpus": 2, "priorityClassName": urgent },
+    });
+    ns.apply(&job("urgent", "intents", 1, &urgent_spec))
+        .expect_success();
+    let preempted = wait_for_job(&ns, "victim", "Kueue's preemption", TRAINING_WAIT, |j| {
+        phase(j) == "Queued" && j["status"]["reason"] == "KueuePreempted"
+    });
+    let condition = ftj_condition(&preempted, "Preempted");
+    assert_eq!(condition["status"], "True", "{}", preempted["status"]);
+    assert!(
+        condition["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Preempted to accommodate")),
+        "Kueue's words: {condition}"
+    );
+    wait_for_job(
+        &ns,
+        "urgent",
+        "the urgent job Training",
+        TRAINING_WAIT,
+        |j| phase(j) == "Running" && j["status"]["reason"] == "Training",
+    );
+    assert_eq!(attempt_job(&ns, "victim")["spec"]["suspend"], true);
+
+    // The urgent job finishes: Kueue admits the victim again, in its first attempt's Job.
+    finish(&ns, "urgent");
+    let resumed = wait_for_job(
+        &ns,
+        "victim",
+        "the victim Training again",
+        TRAINING_WAIT,
+        |j| phase(j) == "Running" && j["status"]["reason"] == "Training",
+    );
+    assert_eq!(ftj_condition(&resumed, "Preempted")["status"], "False");
+    finish(&ns, "victim");
+    for name in ["urgent", "victim"] {
+        let done = wait_for_job(&ns, name, "the job to finish", TRAINING_WAIT, |j| {
+            matches!(phase(j), "Succeeded" | "Failed")
+        });
+        assert_eq!(
+            phase(&done),
+            "Succeeded",
+            "{}\n{}",
+            done["status"],
+            operator.log()
+        );
+        assert_eq!(done["status"]["attempts"], 1, "{}", done["status"]);
+    }
+    assert!(
+        ns.get_json(&["job", "victim-2"]).is_none(),
+        "a preemption is no failed attempt"
+    );
+}

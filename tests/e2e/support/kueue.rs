@@ -83,12 +83,30 @@ pub struct KueueQueue<'a> {
     pub cluster_queue: String,
     /// The ResourceFlavor, `<namespace>-gpu`: it puts admitted pods on the GPU node pool.
     pub flavor: String,
+    /// With [`Self::preempting`], the PriorityClass `<namespace>-urgent` whose jobs preempt.
+    pub urgent: Option<String>,
 }
 
 impl<'a> KueueQueue<'a> {
     /// LocalQueue `name` in `ns`, whose ClusterQueue has `gpus` nvidia.com/gpu of nominal quota
     /// in cohort `<namespace>-<cohort>`; `None` when Kueue is not built (outside CI).
     pub fn create(ns: &'a TestNamespace, name: &str, gpus: u32, cohort: &str) -> Option<Self> {
+        Self::create_with(ns, name, gpus, cohort, false)
+    }
+
+    /// As [`Self::create`], with a ClusterQueue that preempts lower-priority workloads for a
+    /// higher one, and a PriorityClass [`Self::urgent`] (value 1000) for the jobs that preempt.
+    pub fn preempting(ns: &'a TestNamespace, name: &str, gpus: u32, cohort: &str) -> Option<Self> {
+        Self::create_with(ns, name, gpus, cohort, true)
+    }
+
+    fn create_with(
+        ns: &'a TestNamespace,
+        name: &str,
+        gpus: u32,
+        cohort: &str,
+        preempting: bool,
+    ) -> Option<Self> {
         let kueue = kueue(ns.cluster)?;
         let queue = Self {
             ns,
@@ -96,8 +114,9 @@ impl<'a> KueueQueue<'a> {
             name: name.to_owned(),
             cluster_queue: format!("{}-{name}", ns.name),
             flavor: format!("{}-gpu", ns.name),
+            urgent: preempting.then(|| format!("{}-urgent", ns.name)),
         };
-        let objects = json!({ "apiVersion": "v1", "kind": "List", "items": [
+        let mut objects = json!({ "apiVersion": "v1", "kind": "List", "items": [
             {
                 "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor",
                 "metadata": { "name": queue.flavor },
@@ -124,6 +143,13 @@ impl<'a> KueueQueue<'a> {
                 "spec": { "clusterQueue": queue.cluster_queue },
             },
         ]});
+        if let (Some(urgent), Some(items)) = (&queue.urgent, objects["items"].as_array_mut()) {
+            items[1]["spec"]["preemption"] = json!({ "withinClusterQueue": "LowerPriority" });
+            items.push(json!({
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": { "name": urgent }, "value": 1000,
+            }));
+        }
         ns.cluster
             .kubectl_with_input(&["apply", "-f", "-"], Some(&objects.to_string()))
             .expect_success();
@@ -167,20 +193,16 @@ pub fn condition<'v>(object: &'v Value, kind: &str) -> Option<&'v Value> {
 impl Drop for KueueQueue<'_> {
     fn drop(&mut self) {
         // Kueue keeps its finalizers until the namespace's Workloads are gone: don't wait.
-        let cluster_queue = format!("clusterqueue/{}", self.cluster_queue);
-        let flavor = format!("resourceflavor/{}", self.flavor);
-        if let Err(error) = self
-            .ns
-            .cluster
-            .kubectl(&[
-                "delete",
-                "--ignore-not-found",
-                "--wait=false",
-                &cluster_queue,
-                &flavor,
-            ])
-            .into_result()
-        {
+        let mut targets = vec![
+            format!("clusterqueue/{}", self.cluster_queue),
+            format!("resourceflavor/{}", self.flavor),
+        ];
+        targets.extend(self.urgent.iter().map(|p| format!("priorityclass/{p}")));
+        let args = ["delete", "--ignore-not-found", "--wait=false"]
+            .into_iter()
+            .chain(targets.iter().map(String::as_str))
+            .collect::<Vec<_>>();
+        if let Err(error) = self.ns.cluster.kubectl(&args).into_result() {
             eprintln!("cleanup: {error}");
         }
     }
