@@ -1,7 +1,8 @@
 //! The real Kueue of `tests/cluster/kueue`: without the operator, the fixture admits suspended
 //! Jobs that name a queue within their ClusterQueue's GPU quota, holds the rest until quota
 //! frees, and leaves Jobs without a queue alone; with it, a FineTuneJob with `spec.queueName`
-//! (Kueue mode) is admitted by Kueue alone and its status shows Kueue's decision.
+//! (Kueue mode) is admitted by Kueue alone, its status shows Kueue's decision, and a job Kueue
+//! preempts resumes in the same attempt when Kueue admits it again.
 
 use std::time::Duration;
 
