@@ -664,7 +664,8 @@ fn kueue_waits(b: &mut Builder<'_>, number: u32, verdict: &Verdict) {
         Verdict::NotInstalled => (
             Phase::Pending,
             kueue_reason::NOT_INSTALLED.to_owned(),
-            "Kueue is not installed: spec.queueName needs Kueue (the cluster serves no              kueue.x-k8s.io Workloads); install Kueue or remove spec.queueName"
+            "Kueue is not installed: spec.queueName needs Kueue (the cluster serves no \
+             kueue.x-k8s.io Workloads); install Kueue or remove spec.queueName"
                 .to_owned(),
         ),
         Verdict::Pending { reason, message } => (

@@ -885,11 +885,9 @@ fn kueue_mode_skips_attunes_quota_and_waits_for_kueue() {
     assert!(decision.actions.is_empty(), "{:?}", decision.actions);
     assert_eq!(decision.status.phase, Some(Phase::Pending));
     assert!(
-        decision
-            .status
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("Kueue is not installed")),
+        decision.status.message.as_deref().is_some_and(|m| m
+            == "Kueue is not installed: spec.queueName needs Kueue (the cluster serves no \
+                 kueue.x-k8s.io Workloads); install Kueue or remove spec.queueName"),
         "{:?}",
         decision.status.message
     );
