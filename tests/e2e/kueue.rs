@@ -272,8 +272,9 @@ fn kueue_mode_jobs_are_admitted_by_kueue_alone_and_show_its_decision() {
         queued["status"]
     );
     assert_eq!(ftj_condition(&queued, "Admitted")["status"], "False");
-    // Longer than the operator's recheck of a queued Kueue job: it still does not release it.
-    std::thread::sleep(Duration::from_secs(12));
+    // Past the operator's next look at the queued job (5 s after its status changed): it still
+    // does not release it.
+    std::thread::sleep(Duration::from_secs(6));
     let held = attempt_job(&ns, "second");
     assert_eq!(
         held["spec"]["suspend"], true,

@@ -120,9 +120,14 @@ pub mod condition {
 /// How often a job that waits on something the operator does not watch is looked at again.
 const RECHECK: Duration = Duration::from_secs(15);
 
-/// How often a job Kueue holds is looked at again (its Workload is not watched; the Job's
-/// watch wakes the job when Kueue releases it).
-const KUEUE_RECHECK: Duration = Duration::from_secs(10);
+/// How soon a job Kueue holds is looked at again while what Kueue says of it changes (its
+/// Workload is not watched; the Job's watch wakes the job when Kueue releases or stops it).
+const KUEUE_RECHECK: Duration = Duration::from_secs(5);
+
+/// How often once its status shows what Kueue says: only Kueue's wording can change without
+/// an event on the Job, and each look is a list (thousands of queued jobs would be hundreds
+/// of requests a second at the short interval).
+const KUEUE_SETTLED: Duration = Duration::from_secs(30);
 
 struct Builder<'a> {
     observed: &'a Observed<'a>,
@@ -659,7 +664,6 @@ fn suspended(batch: &Job) -> bool {
 /// Pending when Kueue is not installed), looked at again soon since its Workload is not watched.
 fn kueue_waits(b: &mut Builder<'_>, number: u32, verdict: &Verdict) {
     let queue = b.observed.job.spec.queue_name.clone().unwrap_or_default();
-    b.requeue_in(KUEUE_RECHECK);
     let (phase, reason, message) = match verdict {
         Verdict::NotInstalled => (
             Phase::Pending,
@@ -693,6 +697,13 @@ fn kueue_waits(b: &mut Builder<'_>, number: u32, verdict: &Verdict) {
             return;
         }
     };
+    let settled = b.status.reason.as_deref() == Some(&reason)
+        && b.status.message.as_deref() == Some(&message);
+    b.requeue_in(if settled {
+        KUEUE_SETTLED
+    } else {
+        KUEUE_RECHECK
+    });
     b.phase(phase, &reason, message.clone());
     b.condition(condition::ADMITTED, false, &reason, message);
     b.condition(

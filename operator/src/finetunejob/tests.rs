@@ -919,7 +919,17 @@ fn kueue_mode_never_releases_the_job_itself() {
         "{}",
         admitted.message
     );
-    assert!(decision.requeue.is_some(), "the Workload is not watched");
+    assert_eq!(
+        decision.requeue,
+        Some(std::time::Duration::from_secs(5)),
+        "the Workload is not watched"
+    );
+    // Once the status shows Kueue's words, it is looked at less often.
+    world.job.status = Some(decision.status.clone());
+    assert_eq!(
+        world.decide().requeue,
+        Some(std::time::Duration::from_secs(30))
+    );
 
     // Kueue admitted it but has not released the Job yet: still no Suspend from the operator.
     world.kueue = said(Verdict::Admitted {
