@@ -22,13 +22,13 @@ mod setup;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
+use crate::common::args::RunArgs;
 use crate::common::cluster::{Cluster, setting};
 use crate::common::operator::OperatorProcess;
 use crate::common::process::ProcessUsage;
@@ -73,15 +73,9 @@ struct Args {
         default_value = "attune,kueue"
     )]
     modes: Vec<Mode>,
-    /// The operator binary.
-    #[arg(long)]
-    operator: PathBuf,
-    /// Folder for the operator's config and log (one folder per mode).
-    #[arg(long)]
-    out: PathBuf,
-    /// Fail when nothing progresses for this long (seconds).
-    #[arg(long, default_value_t = 120)]
-    stall_seconds: u64,
+    /// The operator (its files in one folder per mode under `--out`).
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 impl Mode {
@@ -152,8 +146,8 @@ async fn run(mode: Mode, cluster: &Cluster, plan: &Plan, args: &Args) -> anyhow:
             Some((pid, ProcessUsage::of(pid)?))
         }
     };
-    let out = args.out.join(mode.name());
-    let operator = OperatorProcess::start(cluster, &workload, &args.operator, &out, |_| {})
+    let out = args.run.out.join(mode.name());
+    let operator = OperatorProcess::start(cluster, &workload, &args.run.operator, &out, |_| {})
         .await
         .context("starting the operator")?;
     let observer = Observer::start(cluster, &workload.namespaces);
@@ -186,7 +180,7 @@ async fn run(mode: Mode, cluster: &Cluster, plan: &Plan, args: &Args) -> anyhow:
 
     eprintln!("fairness: {}: creating {} jobs", mode.name(), jobs.len());
     let start = Instant::now();
-    let stall = Duration::from_secs(args.stall_seconds);
+    let stall = args.run.stall();
     let run_for = Duration::from_secs(args.run_seconds);
     let finished = async {
         let created = workload.create_jobs(jobs, args.parallel, None).await?;

@@ -132,6 +132,16 @@ mod tests {
         }
     }
 
+    /// A job of each of tenants 0 and 1 that runs at once, and one of each that waits 10 s.
+    fn two_rounds() -> [JobTimes; 4] {
+        [
+            job(0, 0.0, 10.0),
+            job(1, 0.0, 10.0),
+            job(0, 10.0, 20.0),
+            job(1, 10.0, 20.0),
+        ]
+    }
+
     fn span(tenant: usize, gpus: u32, start: f64, end: f64) -> Span {
         Span {
             tenant,
@@ -151,12 +161,7 @@ mod tests {
             span(0, 1, 10.0, 20.0),
             span(1, 3, 10.0, 20.0),
         ];
-        let jobs = [
-            job(0, 0.0, 10.0),
-            job(1, 0.0, 10.0),
-            job(0, 10.0, 20.0),
-            job(1, 10.0, 20.0),
-        ];
+        let jobs = two_rounds();
         let figures = measure(&spans, &jobs, &[1, 3], 4);
         assert_eq!(figures.makespan, 20.0);
         assert_eq!(figures.all_started, 10.0);
@@ -175,12 +180,7 @@ mod tests {
         // Weights 1 and 3 but 2 GPUs each while both wait: tenant 0 got twice its part (2 of
         // the 1 due), tenant 1 two thirds (2 of 3); then the GPUs idle for 10 s.
         let spans = [span(0, 2, 0.0, 10.0), span(1, 2, 0.0, 10.0)];
-        let jobs = [
-            job(0, 0.0, 10.0),
-            job(1, 0.0, 10.0),
-            job(0, 10.0, 20.0),
-            job(1, 10.0, 20.0),
-        ];
+        let jobs = two_rounds();
         let figures = measure(&spans, &jobs, &[1, 3], 4);
         assert!((figures.fair_ratio[0] - 2.0).abs() < 1e-9, "{figures:?}");
         assert!(

@@ -11,6 +11,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::common::cluster::Cluster;
+use crate::common::ending::{Ending, failures};
 use crate::common::watch::{Change, Watched};
 use crate::common::workload::TrainerPod;
 use crate::metrics::{JobTimes, Span};
@@ -31,21 +32,13 @@ struct PodTrack {
     kueue: bool,
 }
 
-/// One FineTuneJob.
-#[derive(Debug, Default)]
-struct JobTrack {
-    finished: Option<Instant>,
-    /// `reason: message` of a `Failed` job.
-    failure: Option<String>,
-}
-
 /// What the watches saw.
 #[derive(Debug, Default)]
 pub struct Runs {
     namespaces: HashSet<String>,
     /// By `namespace/pod`.
     pods: HashMap<String, PodTrack>,
-    jobs: HashMap<String, JobTrack>,
+    jobs: HashMap<String, Ending>,
 }
 
 impl Runs {
@@ -120,16 +113,10 @@ impl Runs {
             return;
         }
         let Some(status) = &job.status else { return };
-        let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
-        let track = self.jobs.entry(job.name_any()).or_default();
-        if phase == "Succeeded" || phase == "Failed" {
-            track.finished.get_or_insert(now);
-        }
-        if phase == "Failed" {
-            let reason = status.reason.as_deref().unwrap_or_default();
-            let message = status.message.as_deref().unwrap_or_default();
-            track.failure = Some(format!("{reason}: {message}"));
-        }
+        self.jobs
+            .entry(job.name_any())
+            .or_default()
+            .record(status, now);
     }
 }
 
@@ -251,13 +238,6 @@ impl Observer {
 
     /// The jobs that failed, as `job: reason: message`.
     pub fn failures(&self) -> Vec<String> {
-        let mut failures: Vec<String> = self.runs.read(|runs| {
-            runs.jobs
-                .iter()
-                .filter_map(|(job, t)| Some(format!("{job}: {}", t.failure.as_ref()?)))
-                .collect()
-        });
-        failures.sort();
-        failures
+        self.runs.read(|runs| failures(&runs.jobs))
     }
 }

@@ -22,14 +22,14 @@ mod observe;
 mod report;
 mod writes;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
 
 use serde_json::json;
 
+use crate::common::args::RunArgs;
 use crate::common::cluster::Cluster;
 use crate::common::operator::OperatorProcess;
 use crate::common::workload::{NewJob, Workload, job};
@@ -51,15 +51,8 @@ struct Args {
     /// throughput measures how fast the operator answers one `kubectl apply`.
     #[arg(long)]
     rate: Option<f64>,
-    /// The operator binary.
-    #[arg(long)]
-    operator: PathBuf,
-    /// Folder for the operator's config and log.
-    #[arg(long)]
-    out: PathBuf,
-    /// Fail when nothing progresses for this long (seconds).
-    #[arg(long, default_value_t = 120)]
-    stall_seconds: u64,
+    #[command(flatten)]
+    run: RunArgs,
     /// Stop once every job runs: do not end the pods and wait for Succeeded.
     #[arg(long)]
     no_finish: bool,
@@ -77,12 +70,18 @@ async fn main() -> anyhow::Result<()> {
         .prepare()
         .await
         .context("preparing the namespace")?;
-    let operator = OperatorProcess::start(&cluster, &workload, &args.operator, &args.out, |_| {})
-        .await
-        .context("starting the operator")?;
+    let operator = OperatorProcess::start(
+        &cluster,
+        &workload,
+        &args.run.operator,
+        &args.run.out,
+        |_| {},
+    )
+    .await
+    .context("starting the operator")?;
     let namespace = &workload.namespaces[0];
     let observer = Observer::start(&cluster, namespace);
-    let stall = Duration::from_secs(args.stall_seconds);
+    let stall = args.run.stall();
     let mut report = Report {
         jobs: args.jobs,
         parallel: args.parallel,

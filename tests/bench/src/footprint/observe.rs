@@ -13,6 +13,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::common::cluster::Cluster;
+use crate::common::ending::{Ending, failures};
 use crate::common::watch::{Change, Watched};
 use crate::common::workload::TrainerPod;
 
@@ -23,10 +24,7 @@ struct Track {
     state: Option<(String, String)>,
     transitions: u64,
     training: Option<Instant>,
-    /// When it reached `Succeeded` or `Failed`.
-    finished: Option<Instant>,
-    /// `reason: message` of a `Failed` job.
-    failure: Option<String>,
+    ending: Ending,
 }
 
 /// Everything the watches saw, by FineTuneJob name.
@@ -53,7 +51,7 @@ impl Seen {
     pub fn finished(&self, n: usize) -> bool {
         self.tracks
             .values()
-            .filter(|t| t.finished.is_some())
+            .filter(|t| t.ending.finished.is_some())
             .count()
             >= n
     }
@@ -126,18 +124,10 @@ impl Observer {
                 track.transitions += 1;
                 track.state = state;
             }
-            if let Some((phase, reason)) = &track.state {
-                if reason == "Training" {
-                    track.training.get_or_insert(now);
-                }
-                if phase == "Succeeded" || phase == "Failed" {
-                    track.finished.get_or_insert(now);
-                }
-                if phase == "Failed" {
-                    let message = status.message.as_deref().unwrap_or_default();
-                    track.failure = Some(format!("{reason}: {message}"));
-                }
+            if track.state.as_ref().is_some_and(|(_, r)| r == "Training") {
+                track.training.get_or_insert(now);
             }
+            track.ending.record(status, now);
         });
         Self {
             namespace: namespace.to_owned(),
@@ -191,14 +181,8 @@ impl Observer {
 
     /// The jobs that failed, as `job: reason: message`.
     pub fn failures(&self) -> Vec<String> {
-        let mut failures: Vec<String> = self.seen.read(|seen| {
-            seen.tracks
-                .iter()
-                .filter_map(|(job, t)| Some(format!("{job}: {}", t.failure.as_ref()?)))
-                .collect()
-        });
-        failures.sort();
-        failures
+        self.seen
+            .read(|seen| failures(seen.tracks.iter().map(|(job, t)| (job, &t.ending))))
     }
 
     /// The trainer pods.
