@@ -9,12 +9,17 @@ use futures::{Stream, StreamExt};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
-/// What a watch saw of one object.
+/// What a watch saw of one object, or of the list it (re)starts from.
 pub enum Change<K> {
     /// Created or changed (or listed when the watch (re)started).
     Applied(K),
     /// Deleted.
     Deleted(K),
+    /// The watch (re)starts with a list: the objects listed follow as `Applied`.
+    Relisting,
+    /// The list is complete: an object seen before but not listed since `Relisting` was
+    /// deleted meanwhile, without a `Deleted` (the watch had expired).
+    Listed,
 }
 
 struct Inner<S> {
@@ -62,7 +67,8 @@ impl<S: Send + 'static> Watched<S> {
                 let change = match event {
                     Ok(Event::Apply(object) | Event::InitApply(object)) => Change::Applied(object),
                     Ok(Event::Delete(object)) => Change::Deleted(object),
-                    Ok(_) => continue,
+                    Ok(Event::Init) => Change::Relisting,
+                    Ok(Event::InitDone) => Change::Listed,
                     Err(error) => {
                         eprintln!("bench: watch error (retried with backoff): {error}");
                         continue;

@@ -38,6 +38,8 @@ pub struct Runs {
     namespaces: HashSet<String>,
     /// By `namespace/pod`.
     pods: HashMap<String, PodTrack>,
+    /// The pods listed since the pod watch began a list, while it lists.
+    listed: Option<HashSet<String>>,
     jobs: HashMap<String, Ending>,
 }
 
@@ -64,6 +66,19 @@ impl Runs {
         let (pod, deleted) = match change {
             Change::Applied(pod) => (pod, false),
             Change::Deleted(pod) => (pod, true),
+            Change::Relisting => {
+                self.listed = Some(HashSet::new());
+                return;
+            }
+            Change::Listed => {
+                let listed = self.listed.take().unwrap_or_default();
+                for (key, track) in &mut self.pods {
+                    if !listed.contains(key) {
+                        track.ended.get_or_insert(now);
+                    }
+                }
+                return;
+            }
         };
         let namespace = pod.namespace().unwrap_or_default();
         let Some(job) = pod.labels().get(JOB_LABEL).cloned() else {
@@ -81,20 +96,21 @@ impl Runs {
             .filter_map(|q| q.0.parse::<u32>().ok())
             .sum();
         let name = pod.name_any();
-        let track = self
-            .pods
-            .entry(format!("{namespace}/{name}"))
-            .or_insert_with(|| PodTrack {
-                pod: TrainerPod {
-                    namespace,
-                    job,
-                    pod: name,
-                },
-                gpus,
-                running: None,
-                ended: None,
-                kueue: false,
-            });
+        let key = format!("{namespace}/{name}");
+        if let Some(listed) = &mut self.listed {
+            listed.insert(key.clone());
+        }
+        let track = self.pods.entry(key).or_insert_with(|| PodTrack {
+            pod: TrainerPod {
+                namespace,
+                job,
+                pod: name,
+            },
+            gpus,
+            running: None,
+            ended: None,
+            kueue: false,
+        });
         track.kueue |= pod.labels().contains_key(KUEUE_CLUSTER_QUEUE_LABEL);
         if phase == Some("Running") {
             track.running.get_or_insert(now);
@@ -239,5 +255,39 @@ impl Observer {
     /// The jobs that failed, as `job: reason: message`.
     pub fn failures(&self) -> Vec<String> {
         self.runs.read(|runs| failures(&runs.jobs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "namespace": "ns", "labels": { JOB_LABEL: name } },
+            "spec": { "containers": [{ "name": "trainer",
+                "resources": { "limits": { "nvidia.com/gpu": "2" } } }] },
+            "status": { "phase": phase },
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn a_pod_gone_while_the_watch_had_expired_ends_when_the_relist_misses_it() {
+        let mut runs = Runs {
+            namespaces: HashSet::from(["ns".to_owned()]),
+            ..Runs::default()
+        };
+        let start = Instant::now();
+        runs.record_pod(Change::Applied(pod("a", "Running")), start);
+        runs.record_pod(Change::Applied(pod("b", "Running")), start);
+        let later = start + Duration::from_secs(5);
+        runs.record_pod(Change::Relisting, later);
+        runs.record_pod(Change::Applied(pod("b", "Running")), later);
+        runs.record_pod(Change::Listed, later);
+        assert_eq!(runs.pods["ns/a"].ended, Some(later));
+        assert_eq!(runs.pods["ns/b"].ended, None);
+        assert_eq!(runs.pods["ns/b"].gpus, 2);
+        assert_eq!(runs.pods["ns/b"].running, Some(start));
     }
 }
