@@ -49,7 +49,7 @@ pub struct Context {
     phases: Mutex<HashMap<String, String>>,
     /// When each job's status was last written, and what was written: for throttling step
     /// reports, and because the watch cache shows a write only a moment later.
-    status_writes: Mutex<HashMap<String, (Instant, FineTuneJobStatus)>>,
+    status_writes: Mutex<HashMap<String, (Instant, Option<FineTuneJobStatus>)>>,
     /// Reconciles of each object that failed in a row, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The latest attempt this replica created for each job, and when: the watch cache shows
@@ -134,10 +134,17 @@ impl Context {
 
     /// Notes a status write of the job.
     pub fn status_written(&self, uid: &str, status: &FineTuneJobStatus) {
-        self.status_writes
+        let mut writes = self
+            .status_writes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(uid.to_owned(), (Instant::now(), status.clone()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Statuses older than the cache's lag are no use: a thousand jobs' would be megabytes.
+        for (at, written) in writes.values_mut() {
+            if at.elapsed() >= CREATE_EXPECTED_WITHIN {
+                *written = None;
+            }
+        }
+        writes.insert(uid.to_owned(), (Instant::now(), Some(status.clone())));
     }
 
     /// The status this replica wrote for the job in the last [`CREATE_EXPECTED_WITHIN`]: newer
@@ -149,7 +156,7 @@ impl Context {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(uid)
             .filter(|(at, _)| at.elapsed() < CREATE_EXPECTED_WITHIN)
-            .map(|(_, status)| status.clone())
+            .and_then(|(_, status)| status.clone())
     }
 
     /// Notes that attempt `number` of job `uid` was just created.

@@ -39,6 +39,26 @@ impl Slim for Pod {
         if let Some(spec) = &mut self.spec {
             slim_spec(spec);
         }
+        // Phase, conditions (the scheduler's verdict) and each container's state (running
+        // since, waiting reason, exit code and termination message) are what is read.
+        if let Some(status) = &mut self.status {
+            status.host_ip = None;
+            status.host_ips = None;
+            status.pod_ip = None;
+            status.pod_ips = None;
+            status.init_container_statuses = None;
+            status.ephemeral_container_statuses = None;
+            for container in status.container_statuses.iter_mut().flatten() {
+                container.image = String::new();
+                container.image_id = String::new();
+                container.container_id = None;
+                container.last_state = None;
+                container.volume_mounts = None;
+                container.allocated_resources = None;
+                container.resources = None;
+                container.user = None;
+            }
+        }
     }
 }
 
@@ -47,9 +67,14 @@ impl Slim for Job {
         self.managed_fields_mut().clear();
         if let Some(spec) = &mut self.spec {
             spec.template.metadata = None;
+            spec.pod_failure_policy = None;
+            spec.selector = None;
             if let Some(pod) = &mut spec.template.spec {
                 slim_spec(pod);
             }
+        }
+        if let Some(status) = &mut self.status {
+            status.uncounted_terminated_pods = None;
         }
     }
 }
