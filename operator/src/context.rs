@@ -77,6 +77,7 @@ impl Context {
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<ObjectRef<GuardedJob>>) {
         let (wake, woken) = mpsc::unbounded_channel();
         let tenancy = Ledger::new(config.tenancy.clone());
+        let touches = Touches::new(&config.model_cache.retention);
         let context = Self {
             client,
             config,
@@ -87,7 +88,7 @@ impl Context {
             watches: OnceLock::new(),
             wake,
             tenancy,
-            touches: Touches::default(),
+            touches,
             phases: Mutex::default(),
             status_writes: Mutex::default(),
             failures: Mutex::default(),

@@ -13,7 +13,7 @@ pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use attune_crds::CachedModel;
 use futures::{FutureExt, StreamExt};
@@ -37,18 +37,31 @@ pub const RETRY_ANNOTATION: &str = "attune.dev/fetch-requested-at";
 /// Annotation naming the Secret (in the tenant's namespace) whose `HF_TOKEN` the fetch uses.
 pub const CREDENTIALS_ANNOTATION: &str = "attune.dev/credentials-secret";
 
-/// Least time between two `lastUsedTime` touches of one entry: eviction thinks in hours, and a
+/// Most time between two `lastUsedTime` touches of one entry: eviction thinks in hours, and a
 /// touch per started job was a write per job (and a reconcile of the entry) for nothing.
-const TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// When this replica last touched each entry: jobs that start together see the same old
 /// `lastUsedTime` in the watch cache, and only the first of them should touch it.
-#[derive(Debug, Default)]
-pub struct Touches(Mutex<HashMap<String, Instant>>);
+#[derive(Debug)]
+pub struct Touches {
+    /// Least time between two touches of one entry: a minute, or the collector's check
+    /// interval when that is shorter (it judges `lastUsedTime` that often).
+    interval: Duration,
+    touched: Mutex<HashMap<String, Instant>>,
+}
 
 impl Touches {
+    /// Touches for the collector configured by `retention`.
+    pub fn new(retention: &config::RetentionConfig) -> Self {
+        Self {
+            interval: TOUCH_INTERVAL.min(Duration::from_secs(retention.check_interval_seconds)),
+            touched: Mutex::default(),
+        }
+    }
+
     /// Marks `cache` as used now (`status.lastUsedTime`, which keeps it from eviction), unless
-    /// that was done less than a minute ago.
+    /// that was done less than `interval` ago.
     ///
     /// # Errors
     /// The status patch failed.
@@ -59,14 +72,14 @@ impl Touches {
             .as_ref()
             .and_then(|s| s.last_used_time.as_ref())
             .is_some_and(|used| {
-                jiff::Timestamp::now().duration_since(used.0).unsigned_abs() < TOUCH_INTERVAL
+                jiff::Timestamp::now().duration_since(used.0).unsigned_abs() < self.interval
             });
         {
-            let mut touched = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
             if used_lately
                 || touched
                     .get(&name)
-                    .is_some_and(|at| at.elapsed() < TOUCH_INTERVAL)
+                    .is_some_and(|at| at.elapsed() < self.interval)
             {
                 return Ok(());
             }
