@@ -142,21 +142,35 @@ pub async fn ensure(client: &Client, config: &OperatorConfig, namespace: &str) -
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let volume_name = volume_name(&config.instance, namespace);
+    // The volume first, then the claim: a claim created meanwhile (by a reconcile of the same
+    // namespace running side by side) is then seen with the volume bound to it, never taken
+    // for gone.
+    let existing_volume = volumes.get_opt(&volume_name).await?;
     let existing_claim = claims.get_opt(&claim_name(&config.instance)).await?;
-    match volumes.get_opt(&volume_name).await? {
+    match existing_volume {
         Some(volume) => {
             let bound_to = volume
                 .spec
                 .as_ref()
                 .and_then(|s| s.claim_ref.as_ref())
                 .and_then(|r| r.uid.clone());
+            let claim_uid = existing_claim.as_ref().and_then(ResourceExt::uid);
             let stale = volume.metadata.deletion_timestamp.is_some()
-                || bound_to.is_some_and(|uid| {
-                    existing_claim.as_ref().and_then(ResourceExt::uid) != Some(uid)
-                });
+                || bound_to
+                    .as_ref()
+                    .is_some_and(|uid| claim_uid.as_ref() != Some(uid));
             if stale {
                 tracing::info!(volume = %volume_name, %namespace, "deleting a model-cache volume whose claim is gone");
                 ignore_gone(volumes.delete(&volume_name, &DeleteParams::default()).await)?;
+                if bound_to.is_some() && bound_to == claim_uid {
+                    // A volume being deleted while its claim lives stays so for ever (the
+                    // volume's protection finalizer): the claim goes too, and both come back.
+                    ignore_gone(
+                        claims
+                            .delete(&claim_name(&config.instance), &DeleteParams::default())
+                            .await,
+                    )?;
+                }
                 return Ok(false);
             }
         }
