@@ -3,6 +3,7 @@
 mod binaries;
 mod cluster;
 mod crds;
+mod done_event;
 mod helm;
 mod http;
 mod hub_repo;
@@ -17,6 +18,7 @@ mod training;
 pub use binaries::workspace_binary;
 pub use cluster::{Run, cluster_with_crds};
 pub use crds::crds;
+pub use done_event::done_event;
 pub use helm::{chart_dir, helm};
 pub use http::request;
 pub use hub_repo::HubRepo;
@@ -26,7 +28,7 @@ pub use manifests::{
 };
 pub use namespace::{RESTRICTED, TestNamespace};
 pub use operator::{Operator, free_port};
-pub use simulate::{done_event, end_pod, running_trainer_pods, simulated_trainers};
+pub use simulate::{end_pod, running_trainer_pods, simulated_trainers};
 pub use tiny_model::tiny_bert_files;
 pub use training::{
     TRAINING_WAIT, assert_published, claim, claim_dir, data_config_map, intents,

@@ -14,23 +14,6 @@ pub fn simulated_trainers(config: &mut Value) {
     config["modelCache"]["fetchPodDefaults"] = local_runner;
 }
 
-/// The `done` event a trainer writes as its termination message, for job `name`.
-pub fn done_event(name: &str) -> String {
-    json!({
-        "event": "done", "step": 10, "preempted": false,
-        "metrics": { "loss": 0.2, "accuracy": 0.9, "macroF1": 0.88, "samples": 12 },
-        "exportDir": format!("/output/{name}/model"),
-        "model": {
-            "files": [{ "path": "model.safetensors", "sha256": "a".repeat(64), "sizeBytes": 1024 }],
-            "datasetDigest": "b".repeat(64),
-            "baseModel": "sentence-transformers/all-MiniLM-L6-v2", "revision": "main",
-            "resolvedRevision": "35bcf39a18c158b204f1a5f62e8572d5f6a93a81",
-            "labels": ["book_flight", "check_weather", "play_music", "set_alarm"],
-        },
-    })
-    .to_string()
-}
-
 /// Ends pod `pod` as a trainer would: exit `code` with `message` as its termination message.
 pub fn end_pod(ns: &TestNamespace, pod: &str, code: i32, message: &str) {
     let outcome = if code == 0 { "succeeded" } else { "failed" };

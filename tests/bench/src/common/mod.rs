@@ -5,6 +5,8 @@
 
 pub mod args;
 pub mod cluster;
+#[path = "../../../e2e/support/done_event.rs"]
+pub mod done_event;
 pub mod ending;
 pub mod operator;
 pub mod process;

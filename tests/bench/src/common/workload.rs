@@ -19,10 +19,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::cluster::Cluster;
+use super::done_event::{MINILM_COMMIT, done_event};
 
-/// The base model of every job (the cache entry says it holds this commit).
+/// The base model of every job (the cache entry says it holds [`MINILM_COMMIT`]).
 const MODEL: &str = "hf://sentence-transformers/all-MiniLM-L6-v2";
-const COMMIT: &str = "35bcf39a18c158b204f1a5f62e8572d5f6a93a81";
 
 /// The benchmark's namespaces and installation.
 pub struct Workload {
@@ -153,8 +153,8 @@ impl Workload {
         let status = json!({
             "apiVersion": "attune.dev/v1alpha1", "kind": "CachedModel",
             "status": {
-                "phase": "Ready", "resolvedRevision": COMMIT, "sizeBytes": 90_000_000,
-                "path": format!("models--sentence-transformers--all-MiniLM-L6-v2/snapshots/{COMMIT}"),
+                "phase": "Ready", "resolvedRevision": MINILM_COMMIT, "sizeBytes": 90_000_000,
+                "path": format!("models--sentence-transformers--all-MiniLM-L6-v2/snapshots/{MINILM_COMMIT}"),
                 "conditions": [{ "type": "Ready", "status": "True", "reason": "Fetched",
                                  "message": "seeded by the benchmark",
                                  "lastTransitionTime": now }],
@@ -218,7 +218,7 @@ impl Workload {
                     async move {
                         let patch = json!({ "metadata": { "annotations": {
                         "attune.dev/test-exit-code": "0",
-                        "attune.dev/test-message": done_report(job),
+                        "attune.dev/test-message": done_event(job),
                         "attune.dev/test-outcome": "succeeded",
                     } } });
                         match api
@@ -252,22 +252,4 @@ pub fn job(name: &str, resources: Value) -> Value {
             "output": { "destination": { "pvc": { "claimName": "models", "path": name } } },
         },
     })
-}
-
-/// The `done` event the trainer writes as its termination message when it exported `job`'s
-/// model (trainer/README.md).
-fn done_report(job: &str) -> String {
-    json!({
-        "event": "done", "step": 10, "preempted": false,
-        "metrics": { "loss": 0.2, "accuracy": 0.9, "macroF1": 0.88, "samples": 12 },
-        "exportDir": format!("/output/{job}/model"),
-        "model": {
-            "files": [{ "path": "model.safetensors", "sha256": "a".repeat(64), "sizeBytes": 1024 }],
-            "datasetDigest": "b".repeat(64),
-            "baseModel": "sentence-transformers/all-MiniLM-L6-v2", "revision": "main",
-            "resolvedRevision": COMMIT,
-            "labels": ["book_flight", "check_weather", "play_music", "set_alarm"],
-        },
-    })
-    .to_string()
 }
