@@ -5,14 +5,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use attune_crds::{FineTuneJob, FineTuneJobStatus};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::core::DeserializeGuard;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Event, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
 use crate::cache::Touches;
 use crate::config::OperatorConfig;
+use crate::finetunejob::references::Found;
 use crate::metrics::{Metrics, PhaseLabels};
 use crate::progress::LiveStore;
 use crate::tenancy::Ledger;
@@ -31,8 +33,8 @@ pub struct Context {
     pub config: OperatorConfig,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Publishes Events.
-    pub recorder: Recorder,
+    /// Publishes Events (through [`Context::publish`]).
+    recorder: Recorder,
     /// Latest progress per job.
     pub live: LiveStore,
     /// Signs and checks progress tokens.
@@ -45,6 +47,8 @@ pub struct Context {
     pub touches: Touches,
     /// Admission under Tenants' quotas: what it decided for each job.
     pub tenancy: Ledger,
+    /// References of jobs found lately.
+    pub references: Found,
     /// Phase of each job at its latest reconcile, for the phase gauge.
     phases: Mutex<HashMap<String, String>>,
     /// When each job's status was last written, and what was written: for throttling step
@@ -88,6 +92,7 @@ impl Context {
             watches: OnceLock::new(),
             wake,
             tenancy,
+            references: Found::default(),
             touches,
             phases: Mutex::default(),
             status_writes: Mutex::default(),
@@ -196,6 +201,20 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
+    }
+
+    /// Publishes an Event about each of `references` in the background: an Event is a write of its own,
+    /// and a reconcile that waited for it would hold a worker while new jobs queue behind it. A
+    /// failure is logged; Events are best-effort.
+    pub fn publish(&self, event: Event, references: Vec<ObjectReference>) {
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            for reference in references {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, reason = %event.reason, object = ?reference.name, "cannot publish an Event");
+                }
+            }
+        });
     }
 
     /// Forgets a job's bookkeeping (it is gone).

@@ -1,14 +1,11 @@
-//! The objects a FineTuneJob owns or needs, built without a client, and the two client steps
-//! around them: finding references that do not exist, and deleting the children at TTL.
+//! The objects a FineTuneJob owns or needs, built without a client, and deleting the children
+//! at TTL.
 
-use attune_crds::{CachedModel, CachedModelSpec, DataSource, FineTuneJob};
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use attune_crds::{CachedModel, CachedModelSpec, FineTuneJob};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, VolumeResourceRequirements,
 };
-use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -174,77 +171,6 @@ pub fn trainer_job(
 
 /// Annotation on trainer pods naming their FineTuneJob in full (the label may be shortened).
 pub const JOB_NAME_ANNOTATION: &str = "attune.dev/job-name";
-
-/// The objects the job references that do not exist, as `Kind name`.
-///
-/// # Errors
-/// An API call other than a not-found failed.
-pub async fn missing_references(
-    job: &FineTuneJob,
-    client: Client,
-    namespace: &str,
-) -> Result<Vec<String>> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let classes: Api<PriorityClass> = Api::all(client);
-    let sources: Vec<&DataSource> = std::iter::once(&job.spec.dataset.source)
-        .chain(job.spec.dataset.validation.source.as_ref())
-        .collect();
-    let mut claim_names: Vec<&str> = sources
-        .iter()
-        .filter_map(|s| s.pvc.as_ref().map(|p| p.claim_name.as_str()))
-        .collect();
-    claim_names.extend(
-        job.spec
-            .output
-            .destination
-            .pvc
-            .as_ref()
-            .map(|p| p.claim_name.as_str()),
-    );
-    claim_names.dedup();
-    // Every lookup at once: they sit on the path from `kubectl apply` to a running pod.
-    let mut lookups: Vec<BoxFuture<'_, kube::Result<Option<String>>>> = Vec::new();
-    if let Some(secret) = &job.spec.model.credentials_secret_ref {
-        let what = format!("Secret {}", secret.name);
-        lookups.push(absent(&secrets, &secret.name, what).boxed());
-    }
-    for claim in claim_names {
-        let what = format!("PersistentVolumeClaim {claim}");
-        lookups.push(absent(&claims, claim, what).boxed());
-    }
-    if let Some(class) = &job.spec.resources.priority_class_name {
-        let what = format!("PriorityClass {class} (cluster-wide)");
-        lookups.push(absent(&classes, class, what).boxed());
-    }
-    for key in sources.iter().filter_map(|s| s.config_map.as_ref()) {
-        let config_maps = &config_maps;
-        lookups.push(
-            async move {
-                Ok(match config_maps.get_opt(&key.name).await? {
-                    None => Some(format!("ConfigMap {}", key.name)),
-                    Some(map) if !map.data.iter().flatten().any(|(k, _)| *k == key.key) => {
-                        Some(format!("key {} of ConfigMap {}", key.key, key.name))
-                    }
-                    Some(_) => None,
-                })
-            }
-            .boxed(),
-        );
-    }
-    let found = futures::future::try_join_all(lookups).await?;
-    Ok(found.into_iter().flatten().collect())
-}
-
-/// `what` when `api` has no object `name`.
-async fn absent<K>(api: &Api<K>, name: &str, what: String) -> kube::Result<Option<String>>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let found = api.get_metadata_opt(name).await?.is_some();
-    Ok((!found).then_some(what))
-}
 
 /// Deletes a finished job's Jobs (and so its pods), its Secret (job file and token) and
 /// checkpoint claim. The export and the TrainedModel stay.

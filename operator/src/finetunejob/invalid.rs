@@ -8,7 +8,7 @@ use kube::runtime::events::{Event, EventType};
 use crate::context::Context;
 
 /// Counts the object, logs it and publishes a Warning Event on it.
-pub async fn report(context: &Context, invalid: &InvalidObject) {
+pub fn report(context: &Context, invalid: &InvalidObject) {
     context.metrics.invalid_objects.inc();
     let metadata = &invalid.metadata;
     tracing::warn!(
@@ -36,7 +36,5 @@ pub async fn report(context: &Context, invalid: &InvalidObject) {
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    if let Err(error) = context.recorder.publish(&event, &reference).await {
-        tracing::warn!(%error, "cannot publish an Event");
-    }
+    context.publish(event, vec![reference]);
 }

@@ -10,6 +10,7 @@ pub mod kueue;
 pub mod outcome;
 pub mod publish;
 mod reconcile;
+pub mod references;
 #[cfg(test)]
 mod tests;
 pub mod trainer_job;

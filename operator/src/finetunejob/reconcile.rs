@@ -36,7 +36,7 @@ pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Resul
     let cached = match &guarded.0 {
         Ok(job) => job,
         Err(invalid) => {
-            super::invalid::report(&context, invalid).await;
+            super::invalid::report(&context, invalid);
             return Ok(Requeue::await_change());
         }
     };
@@ -101,7 +101,7 @@ pub async fn reconcile(guarded: Arc<GuardedJob>, context: Arc<Context>) -> Resul
     if old.phase != decision.status.phase
         || (old.reason != decision.status.reason && warning(&decision.status))
     {
-        announce(job, &decision.status, &context).await;
+        announce(job, &decision.status, &context);
     }
     if matches!(
         decision.status.phase,
@@ -187,8 +187,13 @@ impl World {
         }
         world.attempts.sort_by_key(|a| a.number);
         if world.attempts.is_empty() {
-            world.missing =
-                children::missing_references(job, context.client.clone(), namespace).await?;
+            world.missing = super::references::missing(
+                job,
+                context.client.clone(),
+                namespace,
+                &context.references,
+            )
+            .await?;
         }
         let name = children::cached_model_name(job, &context.config.instance);
         world.cache = watches
@@ -472,7 +477,7 @@ fn warning(status: &FineTuneJobStatus) -> bool {
 }
 
 /// An Event for a phase change or a warning.
-async fn announce(job: &FineTuneJob, status: &FineTuneJobStatus, context: &Context) {
+fn announce(job: &FineTuneJob, status: &FineTuneJobStatus, context: &Context) {
     let phase = status
         .phase
         .map_or("Unknown".to_owned(), |p| format!("{p:?}"));
@@ -490,7 +495,5 @@ async fn announce(job: &FineTuneJob, status: &FineTuneJobStatus, context: &Conte
         action: phase,
         secondary: None,
     };
-    if let Err(error) = context.recorder.publish(&event, &job.object_ref(&())).await {
-        tracing::warn!(job = %job.name_any(), %error, "cannot publish an Event");
-    }
+    context.publish(event, vec![job.object_ref(&())]);
 }

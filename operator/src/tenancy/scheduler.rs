@@ -190,13 +190,13 @@ async fn round(context: &Context, watches: &Watches, own: &Own) {
     }
     let by_uid: HashMap<String, &FineTuneJob> =
         jobs.iter().filter_map(|j| Some((j.uid()?, *j))).collect();
-    announce(context, &decided.outcome, &by_uid, &managed).await;
+    announce(context, &decided.outcome, &by_uid, &managed);
     write_tenants(context, &decided.outcome, &ownership, &managed).await;
 }
 
 /// Events: a preemption on the victim and on its Tenant; a borrowing admission on the job and
 /// on its Tenant.
-async fn announce(
+fn announce(
     context: &Context,
     outcome: &Outcome,
     jobs: &HashMap<String, &FineTuneJob>,
@@ -233,11 +233,7 @@ async fn announce(
         if let Some(tenant) = tenant {
             references.push(tenant.object_ref(&()));
         }
-        for reference in references {
-            if let Err(error) = context.recorder.publish(&event, &reference).await {
-                tracing::warn!(%error, reason = %event.reason, "cannot publish an Event");
-            }
-        }
+        context.publish(event, references);
     }
 }
 
