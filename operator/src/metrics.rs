@@ -39,6 +39,25 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// Labels of a Tenant's gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// The Tenant's name.
+    pub tenant: String,
+    /// What is counted: GPUs `nominal`, `in_use`, `borrowed` or `lent`; jobs `running` or
+    /// `queued`.
+    pub state: &'static str,
+}
+
+/// Labels of the preemption counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PreemptionLabels {
+    /// The victim's Tenant.
+    pub tenant: String,
+    /// `priority` or `reclaim`.
+    pub cause: &'static str,
+}
+
 /// Every metric of the operator.
 #[derive(Debug)]
 pub struct Metrics {
@@ -57,6 +76,12 @@ pub struct Metrics {
     pub progress_reports: Family<ResultLabels, Counter>,
     /// Objects that do not deserialize, skipped.
     pub invalid_objects: Counter,
+    /// Each managed Tenant's GPUs, as of the latest admission round.
+    pub tenant_gpus: Family<TenantLabels, Gauge>,
+    /// Each managed Tenant's jobs, as of the latest admission round.
+    pub tenant_jobs: Family<TenantLabels, Gauge>,
+    /// Jobs preempted, by their Tenant and the cause.
+    pub preemptions: Family<PreemptionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -98,6 +123,24 @@ impl Default for Metrics {
             "Objects that did not deserialize and were skipped",
             invalid_objects.clone(),
         );
+        let tenant_gpus = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_gpus",
+            "GPUs of each Tenant: nominal quota, in use, borrowed, lent",
+            tenant_gpus.clone(),
+        );
+        let tenant_jobs = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_jobs",
+            "FineTuneJobs of each Tenant: running, queued",
+            tenant_jobs.clone(),
+        );
+        let preemptions = Family::<PreemptionLabels, Counter>::default();
+        registry.register(
+            "preemptions",
+            "Jobs preempted, by Tenant and cause",
+            preemptions.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -107,6 +150,9 @@ impl Default for Metrics {
             cache_lookups,
             progress_reports,
             invalid_objects,
+            tenant_gpus,
+            tenant_jobs,
+            preemptions,
         }
     }
 }

@@ -187,7 +187,7 @@ fn three_tenants_share_twenty_gpu_nodes_within_quota_borrowing_and_reclaiming() 
         },
     ];
     let namespaces: Vec<&str> = teams.iter().map(|t| t.ns.name.as_str()).collect();
-    let _operator = Operator::start_with(&a, |config| {
+    let operator = Operator::start_with(&a, |config| {
         simulated_trainers(config);
         config["watchNamespaces"] = json!(namespaces);
         config["tenancy"] = json!({ "preemption": { "minimumRuntimeSeconds": 3 } });
@@ -306,6 +306,25 @@ fn three_tenants_share_twenty_gpu_nodes_within_quota_borrowing_and_reclaiming() 
         .map(|ns| event_notes(ns, "Borrowing").len())
         .sum::<usize>();
     assert!(borrowing > 0, "no Borrowing Event");
+    // The same story in /metrics: each Tenant's quota, and the reclaims counted on the victims'.
+    let metrics = operator.metrics_text();
+    for team in &teams {
+        let nominal = format!(
+            "attune_tenant_gpus{{tenant=\"{}\",state=\"nominal\"}} {}",
+            team.tenant, team.nominal
+        );
+        assert!(metrics.contains(&nominal), "no `{nominal}` in:\n{metrics}");
+    }
+    let reclaimed = |team: &Team<'_>| {
+        format!(
+            "attune_preemptions_total{{tenant=\"{}\",cause=\"reclaim\"}}",
+            team.tenant
+        )
+    };
+    assert!(
+        metrics.contains(&reclaimed(&teams[0])) || metrics.contains(&reclaimed(&teams[1])),
+        "no reclaim counted in:\n{metrics}"
+    );
     for team in &teams {
         let jobs = team.ns.get_json(&["finetunejobs"]).expect("jobs");
         for job in jobs["items"].as_array().into_iter().flatten() {

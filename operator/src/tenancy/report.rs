@@ -1,11 +1,15 @@
 //! What admission tells people: each Tenant's status (GPUs in use, borrowed and lent, running
 //! and queued jobs, namespace conflicts) and the words of preemption and borrowing Events.
 
-use attune_crds::TenantStatus;
+use attune_crds::{Tenant, TenantStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
-use super::admission::{Admitted, Cause, Preemption, Usage};
+use super::admission::{Admitted, Cause, Outcome, Preemption, Usage};
 use crate::conditions;
+use crate::metrics::{Metrics, PreemptionLabels, TenantLabels};
 
 /// Condition of a Tenant: another Tenant claims one of its namespaces.
 pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
@@ -87,6 +91,41 @@ pub fn tenant_status(
     status
 }
 
+/// Sets each managed Tenant's gauges from a round and counts the round's preemptions. The gauges
+/// are rebuilt each round, so a Tenant deleted or no longer managed drops out of `/metrics`.
+pub fn record_metrics(metrics: &Metrics, outcome: &Outcome, tenants: &[Tenant]) {
+    metrics.tenant_gpus.clear();
+    metrics.tenant_jobs.clear();
+    for tenant in tenants {
+        let name = tenant.name_any();
+        let usage = outcome.usage.get(&name).copied().unwrap_or_default();
+        let set = |family: &Family<TenantLabels, Gauge>, state, value: u32| {
+            let labels = TenantLabels {
+                tenant: name.clone(),
+                state,
+            };
+            family.get_or_create(&labels).set(i64::from(value));
+        };
+        set(&metrics.tenant_gpus, "nominal", tenant.spec.quota.nominal);
+        set(&metrics.tenant_gpus, "in_use", usage.in_use);
+        set(&metrics.tenant_gpus, "borrowed", usage.borrowed);
+        set(&metrics.tenant_gpus, "lent", usage.lent);
+        set(&metrics.tenant_jobs, "running", usage.running);
+        set(&metrics.tenant_jobs, "queued", usage.queued);
+    }
+    for p in &outcome.preemptions {
+        let cause = match p.cause {
+            Cause::Priority => "priority",
+            Cause::Reclaim => "reclaim",
+        };
+        let labels = PreemptionLabels {
+            tenant: p.victim_tenant.clone(),
+            cause,
+        };
+        metrics.preemptions.get_or_create(&labels).inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +190,53 @@ mod tests {
             ..preemption
         });
         assert!(message.contains("higher priority"), "{message}");
+    }
+
+    #[test]
+    fn metrics_show_each_managed_tenant_and_count_preemptions() {
+        let tenant = |name: &str, nominal: u32| -> Tenant {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "attune.dev/v1alpha1", "kind": "Tenant",
+                "metadata": { "name": name },
+                "spec": { "namespaces": [name], "quota": { "nominal": nominal } },
+            }))
+            .expect("a Tenant")
+        };
+        let usage = Usage {
+            in_use: 6,
+            borrowed: 2,
+            lent: 0,
+            running: 3,
+            queued: 1,
+        };
+        let outcome = Outcome {
+            usage: [("a".to_owned(), usage)].into(),
+            preemptions: vec![Preemption {
+                victim: id("v"),
+                victim_tenant: "b".into(),
+                preemptor: id("p"),
+                preemptor_tenant: "a".into(),
+                cause: Cause::Reclaim,
+            }],
+            ..Outcome::default()
+        };
+        let metrics = Metrics::default();
+        record_metrics(&metrics, &outcome, &[tenant("a", 4), tenant("b", 8)]);
+        let text = metrics.encode();
+        for line in [
+            r#"attune_tenant_gpus{tenant="a",state="nominal"} 4"#,
+            r#"attune_tenant_gpus{tenant="a",state="in_use"} 6"#,
+            r#"attune_tenant_gpus{tenant="a",state="borrowed"} 2"#,
+            r#"attune_tenant_jobs{tenant="a",state="queued"} 1"#,
+            r#"attune_tenant_gpus{tenant="b",state="in_use"} 0"#,
+            r#"attune_preemptions_total{tenant="b",cause="reclaim"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        // The next round no longer manages b: its gauges go, its count stays.
+        record_metrics(&metrics, &Outcome::default(), &[tenant("a", 4)]);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"tenant="b",state"#), "{text}");
+        assert!(text.contains(r#"attune_preemptions_total{tenant="b",cause="reclaim"} 1"#));
     }
 }

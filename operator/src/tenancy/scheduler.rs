@@ -191,6 +191,7 @@ async fn round(context: &Context, watches: &Watches, own: &Own) {
     let by_uid: HashMap<String, &FineTuneJob> =
         jobs.iter().filter_map(|j| Some((j.uid()?, *j))).collect();
     announce(context, &decided.outcome, &by_uid, &managed);
+    super::report::record_metrics(&context.metrics, &decided.outcome, &managed);
     write_tenants(context, &decided.outcome, &ownership, &managed).await;
 }
 
