@@ -27,6 +27,13 @@ pub struct FineTuneJobStatus {
     /// and the deadlines in `runPolicy`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// Seconds since `startTime` the job spent suspended, or queued again after a preemption:
+    /// `runPolicy.activeDeadlineSeconds` does not count them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub paused_seconds: u64,
+    /// While the job is suspended or queued again after it started: since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<Time>,
     /// When the job reached Succeeded or Failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
@@ -55,6 +62,11 @@ pub struct FineTuneJobStatus {
     /// While Queued: the job's place in its tenant's queue, 1 being next.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The one-word state of a FineTuneJob.

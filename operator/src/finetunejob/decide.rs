@@ -171,7 +171,23 @@ impl Builder<'_> {
         self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
     }
 
-    fn finish(self) -> Decision {
+    /// Opens or closes the pause the deadline does not count: a started job that is queued
+    /// again (preempted, or evicted by Kueue) or suspended is paused.
+    fn count_pause(&mut self) {
+        let paused = self.status.start_time.is_some()
+            && matches!(self.status.phase, Some(Phase::Queued | Phase::Suspended));
+        match (paused, self.status.paused_since.take()) {
+            (true, None) => self.status.paused_since = Some(self.now.clone()),
+            (true, since @ Some(_)) => self.status.paused_since = since,
+            (false, Some(since)) => {
+                self.status.paused_seconds += seconds_between(&since, &self.now);
+            }
+            (false, None) => {}
+        }
+    }
+
+    fn finish(mut self) -> Decision {
+        self.count_pause();
         Decision {
             status: self.status,
             actions: self.actions,
@@ -642,12 +658,27 @@ fn admitted(b: &mut Builder<'_>, what: &str) -> bool {
     }
 }
 
+/// Whole seconds from `from` to `to`, 0 when `to` is earlier.
+fn seconds_between(from: &Time, to: &Time) -> u64 {
+    u64::try_from(to.0.duration_since(from.0).as_secs()).unwrap_or(0)
+}
+
+/// The seconds `runPolicy.activeDeadlineSeconds` counts: since `startTime`, less the pauses.
+fn active_seconds(b: &Builder<'_>) -> Option<u64> {
+    let status = &b.status;
+    let elapsed = seconds_between(status.start_time.as_ref()?, &b.now);
+    let pausing = status
+        .paused_since
+        .as_ref()
+        .map_or(0, |since| seconds_between(since, &b.now));
+    Some(elapsed.saturating_sub(status.paused_seconds + pausing))
+}
+
 /// The seconds the job's deadline was passed by, if it was.
 fn deadline_passed(b: &Builder<'_>) -> Option<u64> {
     let deadline = b.observed.job.spec.run_policy.active_deadline_seconds?;
-    let started = b.status.start_time.as_ref()?.0;
-    let elapsed = b.observed.now.duration_since(started).as_secs().max(0) as u64;
-    (elapsed >= deadline).then(|| elapsed - deadline)
+    let active = active_seconds(b)?;
+    (active >= deadline).then(|| active - deadline)
 }
 
 /// Whether the job is in Kueue mode (`spec.queueName`).
@@ -837,11 +868,8 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
             ),
         );
     }
-    if let (Some(deadline), Some(started)) =
-        (policy.active_deadline_seconds, b.status.start_time.clone())
-    {
-        let elapsed = observed.now.duration_since(started.0).as_secs().max(0) as u64;
-        b.requeue_in(Duration::from_secs(deadline.saturating_sub(elapsed) + 1));
+    if let (Some(deadline), Some(active)) = (policy.active_deadline_seconds, active_seconds(b)) {
+        b.requeue_in(Duration::from_secs(deadline.saturating_sub(active) + 1));
     }
     let trained = observed.live.as_ref().is_some_and(|l| l.finished_training)
         || latest

@@ -761,6 +761,67 @@ fn a_preempted_attempt_is_held_and_resumes_only_when_granted() {
 }
 
 #[test]
+fn the_deadline_does_not_count_time_queued_after_a_preemption() {
+    let mut world = World::new(minimal());
+    world.job.spec.run_policy.active_deadline_seconds = Some(60);
+    started(&mut world.job, "2027-01-15T08:00:00Z");
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), false),
+        Some(running("2027-01-15T08:00:05Z")),
+    )];
+    // Preempted 30 s in: the pause opens.
+    world.now = at("2027-01-15T08:00:30Z");
+    world.admission = Admission::Preempted {
+        tenant: "team-a".to_owned(),
+        by: "team-a/urgent".to_owned(),
+        message: "preempted by team-a/urgent".to_owned(),
+    };
+    let decision = world.decide();
+    assert_eq!(decision.status.phase, Some(Phase::Queued));
+    assert_eq!(decision.status.paused_seconds, 0);
+    let paused_since = decision.status.paused_since.clone().expect("a pause");
+    assert_eq!(paused_since.0.as_second(), at("2027-01-15T08:00:30Z"));
+
+    // Queued for ten minutes, far past the deadline of wall-clock time: still waiting.
+    world.job.status = Some(decision.status);
+    world.attempts = vec![attempt(1, batch_job(json!([]), true), None)];
+    world.admission = queued(1);
+    world.now = at("2027-01-15T08:10:30Z");
+    let decision = world.decide();
+    assert_eq!(
+        decision.status.phase,
+        Some(Phase::Queued),
+        "{:?}",
+        decision.status.reason
+    );
+
+    // Resumed: ten minutes paused; 20 s later 50 s have counted, 40 s later 70 s.
+    world.admission = granted();
+    let decision = world.decide();
+    assert_eq!(decision.actions, [Action::Suspend(1, false)]);
+    assert_eq!(decision.status.paused_seconds, 600);
+    assert_eq!(decision.status.paused_since, None);
+    world.job.status = Some(decision.status);
+    world.attempts = vec![attempt(
+        1,
+        batch_job(json!([]), false),
+        Some(running("2027-01-15T08:10:35Z")),
+    )];
+    world.now = at("2027-01-15T08:10:50Z");
+    let decision = world.decide();
+    assert_ne!(
+        decision.status.phase,
+        Some(Phase::Failed),
+        "{:?}",
+        decision.status.message
+    );
+    world.now = at("2027-01-15T08:11:10Z");
+    let decision = world.decide();
+    assert_eq!(reason(&decision), "DeadlineExceeded");
+}
+
+#[test]
 fn retries_wait_for_admission_like_first_attempts() {
     let mut world = World::new(minimal());
     world.admission = queued(1);
