@@ -2,7 +2,8 @@
 //! nodes; sixty jobs (trainer pods simulated by kwok, ended by the test) stay within each
 //! tenant's nominal quota plus borrowing limit, idle quota is borrowed and taken back by
 //! preemption; with the real trainer, a preempted job resumes from its checkpoint to the
-//! weights of an uninterrupted run; references into other namespaces are refused.
+//! weights of an uninterrupted run; references into other namespaces are refused; a namespace
+//! two Tenants claim runs nothing until one lets go.
 
 mod nodes;
 mod sampler;
@@ -574,4 +575,74 @@ fn references_into_other_namespaces_are_refused_with_the_field_and_the_fix() {
         error.contains("spec.dataset.source.configMap.name"),
         "{error}"
     );
+}
+
+#[test]
+fn two_tenants_claiming_one_namespace_hold_its_jobs_until_one_lets_go() {
+    let Some(ns) = TestNamespace::create("conflict") else {
+        return;
+    };
+    let nodes = GpuNodes::create(&ns, 1, 1);
+    let first = tenant(&ns, "first", &ns, json!({ "nominal": 1 }), 1);
+    let second = tenant(&ns, "second", &ns, json!({ "nominal": 1 }), 1);
+    let _operator = Operator::start_with(&ns, |config| {
+        simulated_trainers(config);
+        config["watchNamespaces"] = json!([ns.name]);
+    });
+    intents_and_models(&ns);
+    let mut resources = nodes.placement();
+    resources["gpus"] = json!(1);
+    ns.apply(&job("held", "intents", 1, &json!({ "resources": resources })))
+        .expect_success();
+    let wait = Duration::from_secs(60);
+    let held = wait_for_job(&ns, "held", "Queued for TenantConflict", wait, |j| {
+        phase(j) == "Queued" && j["status"]["reason"] == "TenantConflict"
+    });
+    let message = held["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&first) && message.contains(&second) && message.contains(&ns.name),
+        "the reason names both Tenants and the namespace: {message}"
+    );
+    // Each Tenant says so too, naming the namespace.
+    let deadline = Instant::now() + wait;
+    for name in [&first, &second] {
+        loop {
+            let tenant = ns.cluster.get_json(&["tenant", name]).unwrap_or_default();
+            let conflict = condition(&tenant, "NamespaceConflict");
+            if conflict["status"] == "True"
+                && conflict["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&ns.name))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Tenant {name} shows no NamespaceConflict for {}: {tenant}",
+                ns.name
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let jobs = ns
+        .get_json(&["jobs", "-l", "attune.dev/job"])
+        .unwrap_or_default();
+    assert_eq!(
+        jobs["items"].as_array().map(Vec::len),
+        Some(0),
+        "a job held by a conflict has no trainer Job: {jobs}"
+    );
+    // One Tenant lets go: the other's quota admits the job.
+    ns.cluster
+        .kubectl(&["delete", "tenant", &second])
+        .into_result()
+        .expect("deleting a Tenant");
+    let admitted = wait_for_job(&ns, "held", "admitted under the remaining Tenant", wait, |j| {
+        condition(j, "Admitted")["status"] == "True"
+    });
+    let message = condition(&admitted, "Admitted")["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains(&first), "admitted under {first}: {message}");
+    assert!(admitted["status"]["attempts"].as_u64() >= Some(1), "{admitted}");
 }
