@@ -592,8 +592,13 @@ fn two_tenants_claiming_one_namespace_hold_its_jobs_until_one_lets_go() {
     intents_and_models(&ns);
     let mut resources = nodes.placement();
     resources["gpus"] = json!(1);
-    ns.apply(&job("held", "intents", 1, &json!({ "resources": resources })))
-        .expect_success();
+    ns.apply(&job(
+        "held",
+        "intents",
+        1,
+        &json!({ "resources": resources }),
+    ))
+    .expect_success();
     let wait = Duration::from_secs(60);
     let held = wait_for_job(&ns, "held", "Queued for TenantConflict", wait, |j| {
         phase(j) == "Queued" && j["status"]["reason"] == "TenantConflict"
@@ -637,12 +642,22 @@ fn two_tenants_claiming_one_namespace_hold_its_jobs_until_one_lets_go() {
         .kubectl(&["delete", "tenant", &second])
         .into_result()
         .expect("deleting a Tenant");
-    let admitted = wait_for_job(&ns, "held", "admitted under the remaining Tenant", wait, |j| {
-        condition(j, "Admitted")["status"] == "True"
-    });
+    let admitted = wait_for_job(
+        &ns,
+        "held",
+        "admitted under the remaining Tenant",
+        wait,
+        |j| condition(j, "Admitted")["status"] == "True",
+    );
     let message = condition(&admitted, "Admitted")["message"]
         .as_str()
         .unwrap_or_default();
-    assert!(message.contains(&first), "admitted under {first}: {message}");
-    assert!(admitted["status"]["attempts"].as_u64() >= Some(1), "{admitted}");
+    assert!(
+        message.contains(&first),
+        "admitted under {first}: {message}"
+    );
+    assert!(
+        admitted["status"]["attempts"].as_u64() >= Some(1),
+        "{admitted}"
+    );
 }

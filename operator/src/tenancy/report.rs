@@ -139,16 +139,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_conflict_is_a_condition_naming_both_tenants() {
-        let now = Time(jiff::Timestamp::from_second(1_800_000_000).expect("now"));
-        let usage = Usage {
+    /// A Tenant running three jobs on six GPUs, two of them borrowed, with one job queued.
+    fn busy() -> Usage {
+        Usage {
             in_use: 6,
             borrowed: 2,
             lent: 0,
             running: 3,
             queued: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn a_conflict_is_a_condition_naming_both_tenants() {
+        let now = Time(jiff::Timestamp::from_second(1_800_000_000).expect("now"));
+        let usage = busy();
         let conflicts = [("ml-1".to_owned(), vec!["a".to_owned(), "b".to_owned()])];
         let status = tenant_status(None, usage, &conflicts, Some(2), &now);
         assert_eq!(
@@ -202,13 +207,7 @@ mod tests {
             }))
             .expect("a Tenant")
         };
-        let usage = Usage {
-            in_use: 6,
-            borrowed: 2,
-            lent: 0,
-            running: 3,
-            queued: 1,
-        };
+        let usage = busy();
         let outcome = Outcome {
             usage: [("a".to_owned(), usage)].into(),
             preemptions: vec![Preemption {
