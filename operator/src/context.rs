@@ -10,7 +10,7 @@ use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, Recorder};
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::cache::Touches;
 use crate::config::OperatorConfig;
@@ -20,6 +20,9 @@ use crate::progress::LiveStore;
 use crate::tenancy::Ledger;
 use crate::token::TokenKey;
 use crate::watches::Watches;
+
+/// Event writes in flight at once: a quarter of the default reconcile concurrency.
+const EVENT_WRITES: usize = 4;
 
 /// A FineTuneJob as the controller watches it: one that does not deserialize is kept as an
 /// error, so it cannot stop the watch.
@@ -35,6 +38,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes Events (through [`Context::publish`]).
     recorder: Recorder,
+    /// Event writes allowed in flight at once (see [`Context::publish`]).
+    event_writes: Arc<Semaphore>,
     /// Latest progress per job.
     pub live: LiveStore,
     /// Signs and checks progress tokens.
@@ -87,6 +92,7 @@ impl Context {
             config,
             metrics: Arc::new(Metrics::default()),
             recorder,
+            event_writes: Arc::new(Semaphore::new(EVENT_WRITES)),
             live: LiveStore::default(),
             key,
             watches: OnceLock::new(),
@@ -203,12 +209,18 @@ impl Context {
             .remove(key);
     }
 
-    /// Publishes an Event about each of `references` in the background: an Event is a write of its own,
-    /// and a reconcile that waited for it would hold a worker while new jobs queue behind it. A
-    /// failure is logged; Events are best-effort.
+    /// Publishes an Event about each of `references` in the background: an Event is a write of
+    /// its own, and a reconcile that waited for it would hold a worker while new jobs queue
+    /// behind it. At most [`EVENT_WRITES`] are in flight, so that a burst of phase changes does
+    /// not crowd the API server's answers to the writes that start jobs. A failure is logged;
+    /// Events are best-effort.
     pub fn publish(&self, event: Event, references: Vec<ObjectReference>) {
         let recorder = self.recorder.clone();
+        let writes = Arc::clone(&self.event_writes);
         tokio::spawn(async move {
+            let Ok(_permit) = writes.acquire_owned().await else {
+                return;
+            };
             for reference in references {
                 if let Err(error) = recorder.publish(&event, &reference).await {
                     tracing::warn!(%error, reason = %event.reason, object = ?reference.name, "cannot publish an Event");
