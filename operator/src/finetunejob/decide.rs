@@ -176,13 +176,12 @@ impl Builder<'_> {
     fn count_pause(&mut self) {
         let paused = self.status.start_time.is_some()
             && matches!(self.status.phase, Some(Phase::Queued | Phase::Suspended));
-        match (paused, self.status.paused_since.take()) {
-            (true, None) => self.status.paused_since = Some(self.now.clone()),
-            (true, since @ Some(_)) => self.status.paused_since = since,
-            (false, Some(since)) => {
-                self.status.paused_seconds += seconds_between(&since, &self.now);
-            }
-            (false, None) => {}
+        if paused {
+            self.status
+                .paused_since
+                .get_or_insert_with(|| self.now.clone());
+        } else if let Some(since) = self.status.paused_since.take() {
+            self.status.paused_seconds += seconds_between(since.0, self.now.0);
         }
     }
 
@@ -311,7 +310,7 @@ fn expire(b: &mut Builder<'_>) {
     ) else {
         return;
     };
-    let elapsed = b.observed.now.duration_since(done.0).as_secs().max(0) as u64;
+    let elapsed = seconds_between(done.0, b.observed.now);
     if elapsed >= ttl {
         b.actions.push(Action::DeleteChildren);
     } else {
@@ -659,18 +658,18 @@ fn admitted(b: &mut Builder<'_>, what: &str) -> bool {
 }
 
 /// Whole seconds from `from` to `to`, 0 when `to` is earlier.
-fn seconds_between(from: &Time, to: &Time) -> u64 {
-    u64::try_from(to.0.duration_since(from.0).as_secs()).unwrap_or(0)
+fn seconds_between(from: Timestamp, to: Timestamp) -> u64 {
+    u64::try_from(to.duration_since(from).as_secs()).unwrap_or(0)
 }
 
 /// The seconds `runPolicy.activeDeadlineSeconds` counts: since `startTime`, less the pauses.
 fn active_seconds(b: &Builder<'_>) -> Option<u64> {
     let status = &b.status;
-    let elapsed = seconds_between(status.start_time.as_ref()?, &b.now);
+    let elapsed = seconds_between(status.start_time.as_ref()?.0, b.now.0);
     let pausing = status
         .paused_since
         .as_ref()
-        .map_or(0, |since| seconds_between(since, &b.now));
+        .map_or(0, |since| seconds_between(since.0, b.now.0));
     Some(elapsed.saturating_sub(status.paused_seconds + pausing))
 }
 
@@ -914,7 +913,7 @@ fn active_attempt(b: &mut Builder<'_>, latest: &AttemptView) {
             .as_ref()
             .and_then(|l| l.advanced_at)
             .map_or(since, |a| a.max(since));
-        let quiet = observed.now.duration_since(advanced).as_secs().max(0) as u64;
+        let quiet = seconds_between(advanced, observed.now);
         if quiet >= deadline {
             let message = format!(
                 "no training step for {quiet} s (runPolicy.progressDeadlineSeconds {deadline}): \

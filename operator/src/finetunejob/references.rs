@@ -96,14 +96,17 @@ pub async fn missing(
     for key in sources.iter().filter_map(|s| s.config_map.as_ref()) {
         let config_maps = &config_maps;
         let what = format!("key {} of ConfigMap {}", key.key, key.name);
-        let lookup = async move {
-            Ok(match config_maps.get_opt(&key.name).await? {
-                None => Some(format!("ConfigMap {}", key.name)),
-                Some(map) if !map.data.iter().flatten().any(|(k, _)| *k == key.key) => {
-                    Some(format!("key {} of ConfigMap {}", key.key, key.name))
-                }
-                Some(_) => None,
-            })
+        let lookup = {
+            let what = what.clone();
+            async move {
+                Ok(match config_maps.get_opt(&key.name).await? {
+                    None => Some(format!("ConfigMap {}", key.name)),
+                    Some(map) if !map.data.iter().flatten().any(|(k, _)| *k == key.key) => {
+                        Some(what)
+                    }
+                    Some(_) => None,
+                })
+            }
         };
         lookups.push((what, lookup.boxed()));
     }
