@@ -10,8 +10,9 @@ pub struct RunPolicy {
     /// Failed attempts retried before the job fails; each retry resumes from the last checkpoint.
     #[schemars(range(max = 100))]
     pub backoff_limit: u32,
-    /// Wall-clock limit of the whole job in seconds from its start, time queued again after a
-    /// preemption and time suspended excluded (`status.pausedSeconds`); the job fails past it.
+    /// Wall-clock limit of the whole job in seconds from its start, time suspended or queued
+    /// again (after a preemption, or a retry waiting for quota) excluded
+    /// (`status.pausedSeconds`); the job fails past it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<u64>,

@@ -27,8 +27,8 @@ pub struct FineTuneJobStatus {
     /// and the deadlines in `runPolicy`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    /// Seconds since `startTime` the job spent suspended, or queued again after a preemption:
-    /// `runPolicy.activeDeadlineSeconds` does not count them.
+    /// Seconds since `startTime` the job spent suspended, or queued again (after a preemption,
+    /// or a retry waiting for quota): `runPolicy.activeDeadlineSeconds` does not count them.
     #[serde(skip_serializing_if = "is_zero")]
     pub paused_seconds: u64,
     /// While the job is suspended or queued again after it started: since when.
