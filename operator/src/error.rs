@@ -21,6 +21,13 @@ pub enum Error {
     /// A reconcile ran before this replica's watch caches exist (it does not lead).
     #[error("the watch caches are not running: this replica does not lead")]
     NotLeading,
+    /// A Kueue-mode attempt is to stop before Kueue made its Workload: suspending the Job alone
+    /// would not hold, since Kueue would admit the Workload it makes later and release the Job.
+    #[error("the Kueue Workload of Job {job} does not exist yet")]
+    WorkloadPending {
+        /// The attempt's batch Job.
+        job: String,
+    },
     /// The configuration file is unreadable or invalid.
     #[error("configuration {path}: {message}")]
     Config {
@@ -42,6 +49,7 @@ impl Error {
             Self::Json(_) => "serialisation",
             Self::MissingField { .. } => "missing_field",
             Self::NotLeading => "not_leading",
+            Self::WorkloadPending { .. } => "workload_pending",
             Self::Config { .. } => "config",
         }
     }

@@ -267,6 +267,40 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(names::MANAGER).force()
 }
 
+/// A plain create as the operator. A new attempt's children are created, not applied: they are
+/// on the path from `kubectl apply` to a running pod, and a create is one etcd transaction where
+/// an apply first reads the object and merges field ownership (issue 10's footprint benchmark).
+fn create_params() -> PostParams {
+    PostParams {
+        field_manager: Some(names::MANAGER.to_owned()),
+        ..PostParams::default()
+    }
+}
+
+/// Creates `object`, or applies it over the one an earlier attempt left, so that it says what
+/// this attempt needs.
+async fn create_or_apply<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&create_params(), object).await {
+        Err(kube::Error::Api(status)) if status.is_already_exists() => {
+            api.patch(&object.name_any(), &apply_params(), &Patch::Apply(object))
+                .await?;
+            Ok(())
+        }
+        result => result.map(drop).map_err(Into::into),
+    }
+}
+
+/// Success when the create succeeded or the object already exists.
+fn existing_is_fine<K>(created: kube::Result<K>) -> Result<()> {
+    match created {
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        result => result.map(drop).map_err(Into::into),
+    }
+}
+
 async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &World) -> Result<()> {
     let client = context.client.clone();
     let namespace = job.namespace().unwrap_or_default();
@@ -318,24 +352,18 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
             let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
             let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
             // The pod mounts both: they go first, side by side; the Job follows.
-            let (secret_name, apply, post) =
-                (secret.name_any(), apply_params(), PostParams::default());
-            let secret_patch = Patch::Apply(&secret);
-            let (applied, created) = tokio::join!(
-                secrets.patch(&secret_name, &apply, &secret_patch),
-                claims.create(&post, &claim),
+            let create = create_params();
+            let (secret_made, claim_made) = tokio::join!(
+                create_or_apply(&secrets, &secret),
+                claims.create(&create, &claim),
             );
-            applied?;
-            match created {
-                // The claim outlives attempts: attempt 2 finds attempt 1's.
-                Err(kube::Error::Api(status)) if status.is_already_exists() => {}
-                claim => {
-                    claim?;
-                }
-            }
+            secret_made?;
+            // The claim outlives attempts: attempt 2 finds attempt 1's.
+            existing_is_fine(claim_made)?;
             let batch = children::trainer_job(job, &context.config, *number, cache);
-            jobs.patch(&batch.name_any(), &apply_params(), &Patch::Apply(&batch))
-                .await?;
+            // The name is the attempt's: one that exists is this attempt's Job, made by an
+            // earlier reconcile that the watch cache does not show yet.
+            existing_is_fine(jobs.create(&create, &batch).await)?;
             context.attempt_created(&uid, *number);
             if let Some(cache) = cache {
                 context.touches.touch(client, cache).await?;
@@ -368,7 +396,7 @@ async fn act(action: &Action, job: &FineTuneJob, context: &Context, world: &Worl
         }
         Action::Publish(model) => {
             let api: Api<TrainedModel> = Api::namespaced(client, &namespace);
-            match api.create(&PostParams::default(), model).await {
+            match api.create(&create_params(), model).await {
                 Ok(_) => {
                     tracing::info!(%namespace, job = %name, model = %model.name_any(), "published")
                 }
@@ -399,11 +427,19 @@ async fn stop_workload(
         return Ok(());
     };
     let seen = kueue::observe(client.clone(), namespace, Some(&uid)).await?;
-    if let Some(workload) = seen.workload {
-        kueue::activate(client.clone(), namespace, &workload, false).await?;
-        tracing::info!(%namespace, job = %job.name_any(), %workload, "deactivated the attempt's Kueue Workload");
+    match seen.workload {
+        Some(workload) => {
+            kueue::activate(client.clone(), namespace, &workload, false).await?;
+            tracing::info!(%namespace, job = %job.name_any(), %workload, "deactivated the attempt's Kueue Workload");
+            Ok(())
+        }
+        // Without Kueue nothing will release the Job: suspending it is enough.
+        None if matches!(seen.verdict, kueue::Verdict::NotInstalled) => Ok(()),
+        // Kueue makes the Workload moments after the Job: the controller's backoff retries.
+        None => Err(Error::WorkloadPending {
+            job: names::trainer_job(&job.name_any(), number),
+        }),
     }
-    Ok(())
 }
 
 /// Holds (`suspend: true`: the Job controller stops the pod with SIGTERM, the trainer
